@@ -1,0 +1,118 @@
+//! Settings read from the environment, strictly: a value that is not one of the allowed ones
+//! is an error naming the variable, never a silent default.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// What a checked test does with a leak (`LEAKCHECK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Fail the test (default).
+    Fail,
+    /// Print the report, pass the test.
+    Warn,
+    /// Do not track at all.
+    Off,
+}
+
+/// The environment's settings for one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    /// Capture allocation stacks (`LEAKCHECK_BACKTRACE`).
+    pub(crate) backtrace: bool,
+    /// The process runs exactly one test (cargo-nextest's process-per-test mode): every thread
+    /// but the main one belongs to it.
+    pub(crate) process_per_test: bool,
+}
+
+/// An environment variable with a value leakcheck does not accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    variable: &'static str,
+    value: String,
+    allowed: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "leakcheck: {}={:?} is not a valid setting; allowed values: {}. \
+             Fix or unset the variable to run the leak check.",
+            self.variable, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub(crate) fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mode = match lookup("LEAKCHECK").as_deref() {
+            None | Some("") | Some("fail") => Mode::Fail,
+            Some("warn") => Mode::Warn,
+            Some("off") => Mode::Off,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LEAKCHECK",
+                    value: other.to_owned(),
+                    allowed: "`fail` (the default), `warn`, `off`",
+                })
+            }
+        };
+        let backtrace = match lookup("LEAKCHECK_BACKTRACE").as_deref() {
+            None | Some("") | Some("1") => true,
+            Some("0") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LEAKCHECK_BACKTRACE",
+                    value: other.to_owned(),
+                    allowed: "`1` (stacks on, the default), `0` (stacks off)",
+                })
+            }
+        };
+        let process_per_test = lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
+        Ok(Config { mode, backtrace, process_per_test })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_fail_with_stacks_in_threads() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config, Config { mode: Mode::Fail, backtrace: true, process_per_test: false });
+        assert_eq!(parse(&[("LEAKCHECK", "")]).unwrap().mode, Mode::Fail);
+    }
+
+    #[test]
+    fn accepts_every_documented_value() {
+        assert_eq!(parse(&[("LEAKCHECK", "warn")]).unwrap().mode, Mode::Warn);
+        assert_eq!(parse(&[("LEAKCHECK", "off")]).unwrap().mode, Mode::Off);
+        assert_eq!(parse(&[("LEAKCHECK", "fail")]).unwrap().mode, Mode::Fail);
+        assert!(!parse(&[("LEAKCHECK_BACKTRACE", "0")]).unwrap().backtrace);
+        assert!(parse(&[("LEAKCHECK_BACKTRACE", "1")]).unwrap().backtrace);
+        assert!(parse(&[("NEXTEST_EXECUTION_MODE", "process-per-test")]).unwrap().process_per_test);
+    }
+
+    #[test]
+    fn rejects_other_values_naming_variable_and_allowed_values() {
+        let err = parse(&[("LEAKCHECK", "yes")]).unwrap_err().to_string();
+        assert!(err.starts_with("leakcheck: LEAKCHECK=\"yes\" is not a valid setting"), "{err}");
+        assert!(err.contains("`fail`") && err.contains("`warn`") && err.contains("`off`"), "{err}");
+        let err = parse(&[("LEAKCHECK_BACKTRACE", "true")]).unwrap_err().to_string();
+        assert!(err.contains("LEAKCHECK_BACKTRACE=\"true\""), "{err}");
+        assert!(err.contains("`1`") && err.contains("`0`"), "{err}");
+    }
+}

@@ -1,0 +1,141 @@
+//! What `#[leakcheck]` expands to calls. Not public API: names and signatures may change in any
+//! release, in step with the `leakcheck-macros` version pinned by `leakcheck`.
+#![forbid(unsafe_code)]
+
+use crate::check::Running;
+use crate::config::{Config, Mode};
+use crate::raw::stack;
+use crate::report::Report;
+use core::future::Future;
+
+/// Where a checked test comes from, filled in by the attribute.
+#[derive(Debug)]
+pub struct TestMeta {
+    /// The test function's name.
+    pub fn_name: &'static str,
+    /// `module_path!()` at the test.
+    pub module_path: &'static str,
+    /// `file!()` at the test.
+    pub file: &'static str,
+    /// `line!()` at the test.
+    pub line: u32,
+    /// The test has `#[should_panic]`.
+    pub should_panic: bool,
+    /// Options given in the attribute.
+    pub options: Options,
+}
+
+/// Options given in the attribute (none yet beyond the defaults).
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {}
+
+impl Options {
+    /// The defaults.
+    pub const fn new() -> Self {
+        Options {}
+    }
+}
+
+/// Whether a test's return value already fails it (then the failure is the error, not a leak).
+pub trait Outcome {
+    /// True when the test fails because of this value.
+    fn is_failure(&self) -> bool;
+}
+
+impl Outcome for () {
+    fn is_failure(&self) -> bool {
+        false
+    }
+}
+
+impl<T, E> Outcome for Result<T, E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl Outcome for core::convert::Infallible {
+    fn is_failure(&self) -> bool {
+        match *self {}
+    }
+}
+
+fn config() -> Config {
+    Config::from_env().unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The name libtest and nextest show for this test.
+fn subject(meta: &TestMeta) -> String {
+    let current = std::thread::current();
+    let name = match current.name() {
+        Some(name) if name != "main" => name.to_owned(),
+        _ => std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| {
+            let module = meta.module_path.split_once("::").map_or("", |(_, rest)| rest);
+            if module.is_empty() { meta.fn_name.to_owned() } else { format!("{module}::{}", meta.fn_name) }
+        }),
+    };
+    format!("test `{name}`")
+}
+
+/// Fails the test for a leak, or only prints the report, as `LEAKCHECK` says.
+fn verdict(config: &Config, meta: &TestMeta, report: Report) {
+    if report.is_clean() {
+        return;
+    }
+    match config.mode {
+        Mode::Fail if !meta.should_panic => panic!("{report}"),
+        // A `should_panic` test that returned fails already ("did not panic"); a panic here
+        // would make it pass.
+        Mode::Fail | Mode::Warn => eprint!("{report}"),
+        Mode::Off => {}
+    }
+}
+
+fn start(config: &Config, meta: &TestMeta, unwinder: Option<stack::Unwinder>) -> Running {
+    let subject = subject(meta);
+    Running::start(config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Runs a synchronous test body inside a check.
+pub fn run_test<R: Outcome>(meta: &TestMeta, body: impl FnOnce() -> R) -> R {
+    let config = config();
+    if config.mode == Mode::Off {
+        return body();
+    }
+    // Called from this generic function, which is compiled in the user's crate with the user's
+    // flags, so calibration sees whether their code keeps frame pointers.
+    let unwinder = config.backtrace.then(stack::calibrate);
+    let running = start(&config, meta, unwinder);
+    let value = {
+        let _inside = running.scope().enter();
+        body()
+    };
+    let report = running.finish();
+    if !value.is_failure() {
+        verdict(&config, meta, report);
+    }
+    value
+}
+
+/// Runs an async test body inside a check. The scope is entered around every poll, on
+/// whichever thread polls, so other tasks sharing the thread between polls are not counted.
+pub async fn run_test_async<R: Outcome, F: Future<Output = R>>(meta: &TestMeta, body: F) -> R {
+    let config = config();
+    if config.mode == Mode::Off {
+        return body.await;
+    }
+    let unwinder = config.backtrace.then(stack::calibrate);
+    let running = start(&config, meta, unwinder);
+    let mut body = core::pin::pin!(body);
+    let value = core::future::poll_fn(|cx| {
+        let _inside = running.scope().enter();
+        body.as_mut().poll(cx)
+    })
+    .await;
+    let report = running.finish();
+    if !value.is_failure() {
+        verdict(&config, meta, report);
+    }
+    value
+}

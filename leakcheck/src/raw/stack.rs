@@ -1,0 +1,217 @@
+//! Capturing raw stacks (return addresses) inside the allocator.
+//!
+//! Two walkers: a frame-pointer walk (~2 ns a frame) and `backtrace`'s unwinder (libgcc and
+//! DWARF CFI, ~100 ns a frame). The fast one is only correct when every frame on the path keeps
+//! a frame pointer: std's precompiled code does, the user's crates only with
+//! `-C force-frame-pointers=yes`. Without it the walk silently skips frames, so the fast walker
+//! is used only after [`calibrate`] has seen it agree with the slow one on a stack that runs
+//! through code compiled like the user's.
+
+use super::intern::MAX_FRAMES;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Which walker captures stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unwinder {
+    /// Not calibrated yet: the slow walker is used.
+    Unknown,
+    /// Verified frame-pointer walk.
+    FramePointers,
+    /// `backtrace`'s DWARF unwinder (frame pointers missing or unsupported on this target).
+    Slow,
+}
+
+static UNWINDER: AtomicU8 = AtomicU8::new(0);
+
+pub(crate) fn unwinder() -> Unwinder {
+    match UNWINDER.load(Ordering::Relaxed) {
+        1 => Unwinder::FramePointers,
+        2 => Unwinder::Slow,
+        _ => Unwinder::Unknown,
+    }
+}
+
+/// Captures the current stack into `buf`, innermost frame first; returns how many frames.
+#[inline(never)]
+pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
+    if unwinder() == Unwinder::FramePointers {
+        let n = walk_frame_pointers(buf);
+        if n > 0 {
+            return n;
+        }
+    }
+    walk_slow(buf)
+}
+
+#[inline(never)]
+fn walk_slow(buf: &mut [usize; MAX_FRAMES]) -> usize {
+    let mut n = 0;
+    // SAFETY: `trace_unsynchronized` requires that no other thread runs it or
+    // `backtrace::trace` concurrently in a way that is unsafe for the platform unwinder; on the
+    // platforms we walk (libgcc's `_Unwind_Backtrace`) the unwinder is thread-safe, and the
+    // synchronised variant takes a lock that may allocate.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            buf[n] = frame.ip() as usize;
+            n += 1;
+            n < MAX_FRAMES
+        });
+    }
+    n
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod frame_pointers {
+    use super::*;
+
+    thread_local! {
+        /// This thread's stack bounds, [low, high); (0, 0) until known, (1, 1) if unknowable.
+        static STACK_LOW: Cell<usize> = const { Cell::new(0) };
+        static STACK_HIGH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn stack_bounds() -> (usize, usize) {
+        let low = STACK_LOW.try_with(Cell::get).unwrap_or(1);
+        if low != 0 {
+            return (low, STACK_HIGH.try_with(Cell::get).unwrap_or(1));
+        }
+        let (low, high) = query_stack_bounds().unwrap_or((1, 1));
+        let _ = STACK_LOW.try_with(|c| c.set(low));
+        let _ = STACK_HIGH.try_with(|c| c.set(high));
+        (low, high)
+    }
+
+    fn query_stack_bounds() -> Option<(usize, usize)> {
+        let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        // SAFETY: `attr` is valid for writes; on success it is initialised and destroyed below.
+        // For the main thread glibc reads /proc/self/maps with malloc: the caller has blocked
+        // tracking on this thread, so that allocation passes straight through.
+        unsafe {
+            if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+                return None;
+            }
+            let mut addr = core::ptr::null_mut();
+            let mut size = 0usize;
+            let ok = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) == 0;
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
+            ok.then(|| (addr as usize, addr as usize + size))
+        }
+    }
+
+    #[inline(always)]
+    fn current_frame_pointer() -> usize {
+        let fp: usize;
+        // SAFETY: reads the frame-pointer register; no memory access, no side effects.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags));
+            #[cfg(target_arch = "aarch64")]
+            core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags));
+        }
+        fp
+    }
+
+    /// Follows the chain of saved frame pointers; every read is checked to lie inside this
+    /// thread's stack, so a broken chain ends the walk instead of faulting.
+    #[inline(never)]
+    pub(crate) fn walk_frame_pointers(buf: &mut [usize; MAX_FRAMES]) -> usize {
+        let (low, high) = stack_bounds();
+        let mut fp = current_frame_pointer();
+        let word = core::mem::size_of::<usize>();
+        let mut n = 0;
+        while n < MAX_FRAMES {
+            if fp < low || fp % word != 0 || fp.saturating_add(2 * word) > high {
+                break;
+            }
+            // SAFETY: `fp` and `fp + word` lie within this thread's mapped stack (checked
+            // above) and are word-aligned; a frame record is [saved fp, return address].
+            let (next, ret) = unsafe { (*(fp as *const usize), *((fp + word) as *const usize)) };
+            if ret == 0 {
+                break;
+            }
+            buf[n] = ret;
+            n += 1;
+            // Frames grow downwards: a caller's record is strictly above its callee's.
+            if next <= fp {
+                break;
+            }
+            fp = next;
+        }
+        n
+    }
+}
+
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+mod frame_pointers {
+    use super::*;
+
+    pub(crate) fn walk_frame_pointers(_buf: &mut [usize; MAX_FRAMES]) -> usize {
+        0
+    }
+}
+
+use frame_pointers::walk_frame_pointers;
+
+/// Decides, once per process, whether frame-pointer walking is trustworthy. Must be called
+/// from a frame compiled with the user's flags (a generic function instantiated in the user's
+/// crate) so that a missing `-C force-frame-pointers=yes` shows up as a disagreement.
+#[inline(never)]
+pub(crate) fn calibrate() -> Unwinder {
+    let current = unwinder();
+    if current != Unwinder::Unknown {
+        return current;
+    }
+    let mut fast = [0usize; MAX_FRAMES];
+    let fast_len = walk_frame_pointers(&mut fast);
+    let mut slow = [0usize; MAX_FRAMES];
+    let slow_len = walk_slow(&mut slow);
+    let verdict = if frame_walks_agree(&fast[..fast_len], &slow[..slow_len]) {
+        Unwinder::FramePointers
+    } else {
+        Unwinder::Slow
+    };
+    UNWINDER.store(if verdict == Unwinder::FramePointers { 1 } else { 2 }, Ordering::Relaxed);
+    verdict
+}
+
+/// `fast[0]` and the frame before `fast[1]` in `slow` are both return addresses into
+/// `calibrate` (after its two different calls); from there on both walks must list the same
+/// callers, for at least a few frames. A walk that skipped a frame without a frame pointer
+/// lands on an older caller and fails the first check.
+fn frame_walks_agree(fast: &[usize], slow: &[usize]) -> bool {
+    const MIN_CHECKED: usize = 3;
+    const SAME_FUNCTION: usize = 512;
+    if fast.len() < 2 {
+        return false;
+    }
+    let Some(p) = slow.iter().position(|&ip| ip == fast[1]) else { return false };
+    if p == 0 || slow[p - 1].abs_diff(fast[0]) > SAME_FUNCTION {
+        return false;
+    }
+    let callers = &fast[1..];
+    let slow_callers = &slow[p..];
+    let checked = callers.len().min(slow_callers.len());
+    checked >= MIN_CHECKED.min(slow_callers.len()) && callers[..checked] == slow_callers[..checked]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_requires_the_same_callers() {
+        let slow = [1, 2, 1000, 5000, 6000, 7000, 8000];
+        assert!(frame_walks_agree(&[1010, 5000, 6000, 7000], &slow));
+        // Skipped the caller at 5000: lands on 6000, whose predecessor is not in calibrate.
+        assert!(!frame_walks_agree(&[1010, 6000, 7000, 8000], &slow));
+        assert!(!frame_walks_agree(&[1010], &slow));
+        assert!(!frame_walks_agree(&[1010, 5000, 6001], &slow));
+    }
+
+    #[test]
+    fn slow_walk_sees_frames() {
+        let mut buf = [0; MAX_FRAMES];
+        assert!(walk_slow(&mut buf) > 2);
+    }
+}
