@@ -33,10 +33,24 @@ pub(crate) struct Running {
 impl Running {
     /// Arms a scope. `unwinder` is the result of [`stack::calibrate`] when stacks are on; the
     /// caller calibrates because only it runs in a frame compiled with the user's flags.
-    pub(crate) fn start(config: &Config, subject: String, unwinder: Option<Unwinder>) -> Result<Running, NotInstalled> {
-        let stacks = if config.backtrace { unwinder.or(Some(stack::unwinder())) } else { None };
+    pub(crate) fn start(
+        config: &Config,
+        subject: String,
+        unwinder: Option<Unwinder>,
+    ) -> Result<Running, NotInstalled> {
+        crate::raw::prepare_for_fork();
+        let stacks = if config.backtrace {
+            unwinder.or(Some(stack::unwinder()))
+        } else {
+            None
+        };
         let scope = Scope::new(stacks.is_some(), config.process_per_test);
-        let running = Running { scope, subject, stacks, untracked_before: track::untracked_so_far() };
+        let running = Running {
+            scope,
+            subject,
+            stacks,
+            untracked_before: track::untracked_so_far(),
+        };
         if !running.allocator_sees_scope() {
             return Err(NotInstalled);
         }
@@ -59,7 +73,12 @@ impl Running {
 
     /// Disarms the scope and reports what is still live.
     pub(crate) fn finish(self) -> Report {
-        let Running { scope, subject, stacks, untracked_before } = self;
+        let Running {
+            scope,
+            subject,
+            stacks,
+            untracked_before,
+        } = self;
         let records = scope.finish();
         let _blocked = track::Block::new();
         let untracked = track::untracked_so_far().saturating_sub(untracked_before);

@@ -52,7 +52,9 @@ impl Config {
         Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
 
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mode = match lookup("LEAKCHECK").as_deref() {
             None | Some("") | Some("fail") => Mode::Fail,
             Some("warn") => Mode::Warn,
@@ -76,8 +78,13 @@ impl Config {
                 })
             }
         };
-        let process_per_test = lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
-        Ok(Config { mode, backtrace, process_per_test })
+        let process_per_test =
+            lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
+        Ok(Config {
+            mode,
+            backtrace,
+            process_per_test,
+        })
     }
 }
 
@@ -86,13 +93,24 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
     }
 
     #[test]
     fn defaults_fail_with_stacks_in_threads() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config, Config { mode: Mode::Fail, backtrace: true, process_per_test: false });
+        assert_eq!(
+            config,
+            Config {
+                mode: Mode::Fail,
+                backtrace: true,
+                process_per_test: false
+            }
+        );
         assert_eq!(parse(&[("LEAKCHECK", "")]).unwrap().mode, Mode::Fail);
     }
 
@@ -103,15 +121,27 @@ mod tests {
         assert_eq!(parse(&[("LEAKCHECK", "fail")]).unwrap().mode, Mode::Fail);
         assert!(!parse(&[("LEAKCHECK_BACKTRACE", "0")]).unwrap().backtrace);
         assert!(parse(&[("LEAKCHECK_BACKTRACE", "1")]).unwrap().backtrace);
-        assert!(parse(&[("NEXTEST_EXECUTION_MODE", "process-per-test")]).unwrap().process_per_test);
+        assert!(
+            parse(&[("NEXTEST_EXECUTION_MODE", "process-per-test")])
+                .unwrap()
+                .process_per_test
+        );
     }
 
     #[test]
     fn rejects_other_values_naming_variable_and_allowed_values() {
         let err = parse(&[("LEAKCHECK", "yes")]).unwrap_err().to_string();
-        assert!(err.starts_with("leakcheck: LEAKCHECK=\"yes\" is not a valid setting"), "{err}");
-        assert!(err.contains("`fail`") && err.contains("`warn`") && err.contains("`off`"), "{err}");
-        let err = parse(&[("LEAKCHECK_BACKTRACE", "true")]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("leakcheck: LEAKCHECK=\"yes\" is not a valid setting"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`fail`") && err.contains("`warn`") && err.contains("`off`"),
+            "{err}"
+        );
+        let err = parse(&[("LEAKCHECK_BACKTRACE", "true")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LEAKCHECK_BACKTRACE=\"true\""), "{err}");
         assert!(err.contains("`1`") && err.contains("`0`"), "{err}");
     }

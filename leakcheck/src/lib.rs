@@ -1,6 +1,141 @@
 //! Make memory leaks fail tests.
 //!
-//! TODO: manual
+//! leakcheck is a global allocator that records every heap block a checked piece of code
+//! allocates, and an attribute that fails a test when any of those blocks is still live when the
+//! test body returns, with a report of what leaked, how much, and where it was allocated.
+//!
+//! # Setup
+//!
+//! ```toml
+//! [dev-dependencies]
+//! leakcheck = "0.1"
+//!
+//! # The allocator runs under every allocation of your test binary: build it (and the unwinder
+//! # it uses) optimised even in the dev profile that `cargo test` uses.
+//! [profile.dev.package.leakcheck]
+//! opt-level = 3
+//! [profile.dev.package.backtrace]
+//! opt-level = 3
+//! ```
+//!
+//! In each test crate (each file under `tests/`, or `src/lib.rs` for unit tests), install the
+//! allocator once and mark the tests to check:
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+//!
+//! #[leakcheck::test]
+//! fn parses_config() {
+//!     let config = vec![("key", "value")];
+//!     assert_eq!(config.len(), 1);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Stack capture is about 30 times cheaper with frame pointers. Add to `.cargo/config.toml`:
+//!
+//! ```toml
+//! [build]
+//! rustflags = ["-C", "force-frame-pointers=yes"]
+//! ```
+//!
+//! leakcheck checks at run time that the frame-pointer walk sees the same frames as the DWARF
+//! unwinder and falls back to the unwinder (saying so in reports) when it does not.
+//!
+//! # The attribute
+//!
+//! `#[leakcheck::leakcheck]`, also exported as `#[leakcheck::test]`:
+//!
+//! - works above or below `#[test]`, and alone adds `#[test]` itself;
+//! - stacks with `#[tokio::test]` (and other `*::test` attributes) in either order. Below the
+//!   runtime attribute it wraps the generated synchronous function, so the runtime is built and
+//!   dropped inside the check; above it, the check runs inside the runtime, around every poll of
+//!   the test's future;
+//! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
+//!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
+//!   and no leak report is added on top. A body that panics fails with its panic, without a
+//!   leak report;
+//! - `#[leakcheck(crate = my_reexport::leakcheck)]` names the runtime crate when it is renamed
+//!   or re-exported. Unknown options are compile errors that list the valid ones.
+//!
+//! Without the attribute, the same check from code: [`check`] returns a [`Report`].
+//!
+//! # Running
+//!
+//! `cargo test` or `cargo nextest run`, nothing else. Environment variables:
+//!
+//! | variable | values |
+//! |---|---|
+//! | `LEAKCHECK` | `fail` (default): a leak fails the test; `warn`: print the report, pass; `off`: no tracking at all |
+//! | `LEAKCHECK_BACKTRACE` | `1` (default): capture allocation stacks; `0`: do not (cheaper, reports have no stacks) |
+//!
+//! Any other value fails each checked test with a message naming the variable and the allowed
+//! values.
+//!
+//! ## Who owns an allocation
+//!
+//! - Under `cargo test`, tests run in parallel on their own threads. A checked test owns what its
+//!   own thread allocates during the body (and, for `async` bodies above the runtime
+//!   attribute, what is allocated while its future is polled). Other tests, checked or not,
+//!   never affect its verdict. A block freed on any thread is no longer live.
+//! - Under cargo-nextest (`NEXTEST_EXECUTION_MODE=process-per-test`), each test has the
+//!   process to itself: the test owns everything allocated during the body on every thread but
+//!   the test runner's main thread, so leaks in threads the test spawns are caught too.
+//!
+//! ## What is not counted
+//!
+//! Some blocks are live when the body returns without being the test's leak. With stacks on,
+//! leakcheck recognises them from their allocation stack and lists them in one `note:` line:
+//!
+//! - the test harness's output capture (`println!` in a test under `cargo test` grows a
+//!   buffer that libtest owns) and std's lazily created stdout/stderr buffers;
+//! - one-time initialisation: blocks allocated while a `LazyLock`, `OnceLock`, `OnceCell`,
+//!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value.
+//!
+//! Deliberate leaks go through [`ignore`].
+//!
+//! # Reading a report
+//!
+//! ```text
+//! leakcheck: memory leak in test `config::parses_config`: 2 allocations, 1,048 bytes
+//!
+//! 1,024 bytes in 1 allocation, allocated at:
+//!    0: my_crate::cache::Cache::insert
+//!              at src/cache.rs:42:9
+//!    1: config::parses_config::{{closure}}
+//!              at tests/config.rs:17:5
+//!
+//! 24 bytes in 1 allocation, allocated at:
+//!    0: config::parses_config::{{closure}}
+//!              at tests/config.rs:18:13
+//!
+//! SUMMARY: leakcheck: 1,048 bytes leaked in 2 allocations
+//! ```
+//!
+//! Leaks are grouped by allocation stack, largest group first, at most ten groups (then
+//! `... and N more`). Each stack starts at the first frame outside std and leakcheck, the line
+//! that called `Box::new`, `Vec::push` or `String::from`, and ends at the test body (shown as
+//! the test's `{{closure}}`, since the body runs in a closure). The report goes to stderr and
+//! into the panic message, so nextest's JUnit output keeps it.
+//!
+//! # Limitations
+//!
+//! - Only heap memory that goes through the Rust global allocator is seen: not C libraries
+//!   calling `malloc` directly, not `mmap`.
+//! - Under parallel `cargo test`, blocks allocated by threads the test spawns are not
+//!   attributed to the test (run under cargo-nextest to check those).
+//! - The "not counted" rules need stacks: with `LEAKCHECK_BACKTRACE=0`, a `println!` under
+//!   output capture or the first touch of a lazy static can be reported as a leak. Run with
+//!   `--nocapture`, or keep stacks on.
+//! - Something created during the test and kept alive on purpose by a long-lived object that
+//!   existed before the test (a cache in a struct created outside the checked body, a runtime
+//!   created by `#[tokio::test]` when `#[leakcheck]` is above it) is reported, because it is
+//!   still live when the body returns.
+//! - Release builds without debug info show function names but no file:line; add
+//!   `debug = "line-tables-only"` to the profile for line numbers.
+//! - Frame pointers are walked on x86_64 and aarch64 Linux; other targets use the DWARF
+//!   unwinder. Stacks are cut at 32 frames.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -52,7 +187,8 @@ pub fn check<F: FnOnce()>(body: F) -> Report {
     let config = Config::from_env().unwrap_or_else(|error| panic!("{error}"));
     let unwinder = config.backtrace.then(raw::stack::calibrate);
     let subject = format!("check at {}:{}", location.file(), location.line());
-    let running = check::Running::start(&config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"));
+    let running =
+        check::Running::start(&config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"));
     {
         let _inside = running.scope().enter();
         body();

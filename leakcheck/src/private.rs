@@ -61,6 +61,7 @@ impl Outcome for core::convert::Infallible {
     }
 }
 
+#[track_caller]
 fn config() -> Config {
     Config::from_env().unwrap_or_else(|error| panic!("{error}"))
 }
@@ -71,14 +72,22 @@ fn subject(meta: &TestMeta) -> String {
     let name = match current.name() {
         Some(name) if name != "main" => name.to_owned(),
         _ => std::env::var("NEXTEST_TEST_NAME").unwrap_or_else(|_| {
-            let module = meta.module_path.split_once("::").map_or("", |(_, rest)| rest);
-            if module.is_empty() { meta.fn_name.to_owned() } else { format!("{module}::{}", meta.fn_name) }
+            let module = meta
+                .module_path
+                .split_once("::")
+                .map_or("", |(_, rest)| rest);
+            if module.is_empty() {
+                meta.fn_name.to_owned()
+            } else {
+                format!("{module}::{}", meta.fn_name)
+            }
         }),
     };
     format!("test `{name}`")
 }
 
 /// Fails the test for a leak, or only prints the report, as `LEAKCHECK` says.
+#[track_caller]
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     if report.is_clean() {
         return;
@@ -92,12 +101,14 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     }
 }
 
+#[track_caller]
 fn start(config: &Config, meta: &TestMeta, unwinder: Option<stack::Unwinder>) -> Running {
     let subject = subject(meta);
     Running::start(config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Runs a synchronous test body inside a check.
+#[track_caller]
 pub fn run_test<R: Outcome>(meta: &TestMeta, body: impl FnOnce() -> R) -> R {
     let config = config();
     if config.mode == Mode::Off {
@@ -138,4 +149,21 @@ pub async fn run_test_async<R: Outcome, F: Future<Output = R>>(meta: &TestMeta, 
         verdict(&config, meta, report);
     }
     value
+}
+
+/// Leakcheck's own memory, for the benchmarks: (record table bytes, live records, distinct
+/// stacks, stack arena bytes).
+pub fn bookkeeping() -> (usize, usize, usize, usize) {
+    let (table_bytes, records) = crate::raw::table::footprint();
+    let (stacks, stack_bytes) = crate::raw::intern::footprint();
+    (table_bytes, records, stacks, stack_bytes)
+}
+
+/// Which stack walker checks use: "frame-pointers", "dwarf" or "uncalibrated".
+pub fn unwinder() -> &'static str {
+    match stack::unwinder() {
+        stack::Unwinder::FramePointers => "frame-pointers",
+        stack::Unwinder::Slow => "dwarf",
+        stack::Unwinder::Unknown => "uncalibrated",
+    }
 }

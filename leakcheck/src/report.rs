@@ -117,7 +117,12 @@ impl Report {
     }
 
     /// Builds the report from the records a scope left live. Resolves each distinct stack once.
-    pub(crate) fn build(subject: String, records: &[Record], stacks: Option<Unwinder>, untracked: u64) -> Report {
+    pub(crate) fn build(
+        subject: String,
+        records: &[Record],
+        stacks: Option<Unwinder>,
+        untracked: u64,
+    ) -> Report {
         let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
         for record in records {
             let entry = by_stack.entry(record.stack).or_default();
@@ -129,7 +134,11 @@ impl Report {
         let mut by_frames: HashMap<Vec<FrameKey>, (Vec<Frame>, usize, usize)> = HashMap::new();
         let mut excused: HashMap<Excuse, (usize, usize)> = HashMap::new();
         for (stack, (bytes, allocations)) in by_stack {
-            let frames = if stack == 0 { Vec::new() } else { symbolize::resolve(stack).to_vec() };
+            let frames = if stack == 0 {
+                Vec::new()
+            } else {
+                symbolize::resolve(stack).to_vec()
+            };
             if let Some(reason) = symbolize::excuse(&frames) {
                 let entry = excused.entry(reason).or_default();
                 entry.0 += bytes;
@@ -137,20 +146,37 @@ impl Report {
                 continue;
             }
             let shown = symbolize::user_frames(&frames);
-            let entry = by_frames.entry(shown.iter().map(FrameKey::of).collect()).or_insert((shown, 0, 0));
+            let entry = by_frames
+                .entry(shown.iter().map(FrameKey::of).collect())
+                .or_insert((shown, 0, 0));
             entry.1 += bytes;
             entry.2 += allocations;
         }
         let mut groups: Vec<LeakGroup> = by_frames
             .into_values()
-            .map(|(frames, bytes, allocations)| LeakGroup { bytes, allocations, frames })
+            .map(|(frames, bytes, allocations)| LeakGroup {
+                bytes,
+                allocations,
+                frames,
+            })
             .collect();
         groups.sort_by(|a, b| {
-            b.bytes.cmp(&a.bytes).then(b.allocations.cmp(&a.allocations)).then_with(|| a.frames.len().cmp(&b.frames.len()))
+            b.bytes
+                .cmp(&a.bytes)
+                .then(b.allocations.cmp(&a.allocations))
+                .then_with(|| a.frames.len().cmp(&b.frames.len()))
         });
         let leaked_bytes = groups.iter().map(|g| g.bytes).sum();
         let leaked_allocations = groups.iter().map(|g| g.allocations).sum();
-        Report { subject, groups, leaked_bytes, leaked_allocations, excused, stacks, untracked }
+        Report {
+            subject,
+            groups,
+            leaked_bytes,
+            leaked_allocations,
+            excused,
+            stacks,
+            untracked,
+        }
     }
 }
 
@@ -159,7 +185,12 @@ struct FrameKey(Option<String>, Option<PathBuf>, Option<u32>, Option<u32>);
 
 impl FrameKey {
     fn of(frame: &Frame) -> FrameKey {
-        FrameKey(frame.function.clone(), frame.file.clone(), frame.line, frame.column)
+        FrameKey(
+            frame.function.clone(),
+            frame.file.clone(),
+            frame.line,
+            frame.column,
+        )
     }
 }
 
@@ -199,7 +230,12 @@ impl fmt::Display for Report {
             let hidden = &self.groups[self.groups.len().min(SHOWN_GROUPS)..];
             if !hidden.is_empty() {
                 let bytes: usize = hidden.iter().map(|g| g.bytes).sum();
-                writeln!(f, "\n... and {} more ({})", plural(hidden.len(), "group", "groups"), plural(bytes, "byte", "bytes"))?;
+                writeln!(
+                    f,
+                    "\n... and {} more ({})",
+                    plural(hidden.len(), "group", "groups"),
+                    plural(bytes, "byte", "bytes")
+                )?;
             }
             writeln!(f)?;
         }
@@ -217,14 +253,26 @@ impl fmt::Display for Report {
 }
 
 fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -> fmt::Result {
-    let what = format!("{} in {}", plural(group.bytes, "byte", "bytes"), plural(group.allocations, "allocation", "allocations"));
+    let what = format!(
+        "{} in {}",
+        plural(group.bytes, "byte", "bytes"),
+        plural(group.allocations, "allocation", "allocations")
+    );
     if group.frames.is_empty() {
-        let why = if stacks_on { "no stack could be resolved" } else { "stacks are off" };
+        let why = if stacks_on {
+            "no stack could be resolved"
+        } else {
+            "stacks are off"
+        };
         return writeln!(f, "{what} ({why})");
     }
     writeln!(f, "{what}, allocated at:")?;
     for (i, frame) in group.frames.iter().take(SHOWN_FRAMES).enumerate() {
-        writeln!(f, "{i:>4}: {}", frame.function.as_deref().unwrap_or("<unknown>"))?;
+        writeln!(
+            f,
+            "{i:>4}: {}",
+            frame.function.as_deref().unwrap_or("<unknown>")
+        )?;
         if let Some(file) = &frame.file {
             write!(f, "             at {}", file.display())?;
             if let Some(line) = frame.line {
@@ -237,7 +285,11 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
         }
     }
     if group.frames.len() > SHOWN_FRAMES {
-        writeln!(f, "      ... {} more frames", group.frames.len() - SHOWN_FRAMES)?;
+        writeln!(
+            f,
+            "      ... {} more frames",
+            group.frames.len() - SHOWN_FRAMES
+        )?;
     }
     Ok(())
 }
@@ -248,8 +300,12 @@ impl Report {
         excused.sort_by_key(|(reason, _)| matches!(reason, Excuse::OneTimeInit));
         for (reason, (bytes, allocations)) in excused {
             let what = match reason {
-                Excuse::Stdio => "std's stdout/stderr buffers and the test harness's output capture",
-                Excuse::OneTimeInit => "one-time initialisation (lazy statics, OnceLock, thread-locals)",
+                Excuse::Stdio => {
+                    "std's stdout/stderr buffers and the test harness's output capture"
+                }
+                Excuse::OneTimeInit => {
+                    "one-time initialisation (lazy statics, OnceLock, thread-locals)"
+                }
             };
             writeln!(
                 f,
@@ -298,22 +354,41 @@ mod tests {
 
     #[test]
     fn report_without_stacks_groups_everything_together() {
-        let records: Vec<Record> = (0..12).map(|i| Record { addr: 0x1000 + i * 16, size: 8, stack: 0, scope: 2 }).collect();
+        let records: Vec<Record> = (0..12)
+            .map(|i| Record {
+                addr: 0x1000 + i * 16,
+                size: 8,
+                stack: 0,
+                scope: 2,
+            })
+            .collect();
         let report = Report::build("test `t`".into(), &records, None, 0);
         assert_eq!(report.leaked_bytes(), 96);
         assert_eq!(report.leaked_allocations(), 12);
         assert_eq!(report.groups().len(), 1);
         let text = report.to_string();
-        assert!(text.starts_with("leakcheck: memory leak in test `t`: 12 allocations, 96 bytes\n"), "{text}");
-        assert!(text.contains("96 bytes in 12 allocations (stacks are off)"), "{text}");
+        assert!(
+            text.starts_with("leakcheck: memory leak in test `t`: 12 allocations, 96 bytes\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("96 bytes in 12 allocations (stacks are off)"),
+            "{text}"
+        );
         assert!(text.contains("LEAKCHECK_BACKTRACE=1"), "{text}");
-        assert!(text.ends_with("SUMMARY: leakcheck: 96 bytes leaked in 12 allocations\n"), "{text}");
+        assert!(
+            text.ends_with("SUMMARY: leakcheck: 96 bytes leaked in 12 allocations\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn clean_report_says_so() {
         let report = Report::build("test `t`".into(), &[], Some(Unwinder::FramePointers), 0);
         assert!(report.is_clean());
-        assert_eq!(report.to_string(), "leakcheck: no memory leaks in test `t`\n");
+        assert_eq!(
+            report.to_string(),
+            "leakcheck: no memory leaks in test `t`\n"
+        );
     }
 }

@@ -16,8 +16,14 @@ pub(crate) fn resolve(stack: u32) -> Arc<[Frame]> {
     if let Some(frames) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&stack) {
         return frames.clone();
     }
-    let frames: Arc<[Frame]> = intern::frames(stack).map(resolve_addresses).unwrap_or_default().into();
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(stack, frames.clone());
+    let frames: Arc<[Frame]> = intern::frames(stack)
+        .map(resolve_addresses)
+        .unwrap_or_default()
+        .into();
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(stack, frames.clone());
     frames
 }
 
@@ -37,7 +43,13 @@ fn resolve_addresses(addresses: &[usize]) -> Vec<Frame> {
             });
         });
         if frames.len() == before {
-            frames.push(Frame { function: None, file: None, line: None, column: None, address });
+            frames.push(Frame {
+                function: None,
+                file: None,
+                line: None,
+                column: None,
+                address,
+            });
         }
     }
     frames
@@ -70,18 +82,43 @@ pub(crate) enum Owner {
 }
 
 pub(crate) fn owner(frame: &Frame) -> Owner {
-    let Some(name) = frame.function.as_deref() else { return Owner::Std };
+    let Some(name) = frame.function.as_deref() else {
+        return Owner::Std;
+    };
     let name = name.trim_start_matches('<');
-    const MACHINERY: &[&str] =
-        &["leakcheck::", "backtrace::", "__rust_alloc", "__rust_realloc", "__rust_dealloc", "__rdl_", "__rg_"];
+    const MACHINERY: &[&str] = &[
+        "leakcheck::",
+        "backtrace::",
+        "__rust_alloc",
+        "__rust_realloc",
+        "__rust_dealloc",
+        "__rdl_",
+        "__rg_",
+    ];
     if MACHINERY.iter().any(|p| name.starts_with(p)) {
         return Owner::Machinery;
     }
-    const RUNNER: &[&str] = &["test::", "std::thread::", "std::sys::thread::", "std::rt::", "start_thread", "clone", "__libc_start"];
+    const RUNNER: &[&str] = &[
+        "test::",
+        "std::thread::",
+        "std::sys::thread::",
+        "std::rt::",
+        "start_thread",
+        "clone",
+        "__libc_start",
+    ];
     if RUNNER.iter().any(|p| name.starts_with(p)) || name.contains("__rust_begin_short_backtrace") {
         return Owner::Runner;
     }
-    const STD: &[&str] = &["std::", "core::", "alloc::", "test::", "hashbrown::", "panic_unwind::", "__"];
+    const STD: &[&str] = &[
+        "std::",
+        "core::",
+        "alloc::",
+        "test::",
+        "hashbrown::",
+        "panic_unwind::",
+        "__",
+    ];
     let std_file = frame.file.as_deref().is_some_and(|f| {
         let f = f.to_string_lossy();
         f.starts_with("/rustc/") || f.contains("/library/std/") || f.contains("/library/core/")
@@ -122,7 +159,9 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
     ];
     let mut found = None;
     for frame in frames {
-        let Some(name) = frame.function.as_deref() else { continue };
+        let Some(name) = frame.function.as_deref() else {
+            continue;
+        };
         let name = name.trim_start_matches('<');
         if STDIO.iter().any(|p| name.starts_with(p)) {
             return Some(Excuse::Stdio);
@@ -146,7 +185,11 @@ pub(crate) fn user_frames(frames: &[Frame]) -> Vec<Frame> {
     let end = rest
         .iter()
         .position(|f| matches!(owner(f), Owner::Machinery | Owner::Runner))
-        .or_else(|| rest.iter().rposition(|f| owner(f) == Owner::User).map(|i| i + 1))
+        .or_else(|| {
+            rest.iter()
+                .rposition(|f| owner(f) == Owner::User)
+                .map(|i| i + 1)
+        })
         .unwrap_or(rest.len());
     rest[..end].to_vec()
 }
@@ -156,7 +199,13 @@ mod tests {
     use super::*;
 
     fn frame(function: &str) -> Frame {
-        Frame { function: Some(function.to_owned()), file: None, line: None, column: None, address: 0 }
+        Frame {
+            function: Some(function.to_owned()),
+            file: None,
+            line: None,
+            column: None,
+            address: 0,
+        }
     }
 
     #[test]
@@ -178,18 +227,31 @@ mod tests {
         .into_iter()
         .map(frame)
         .collect();
-        let names: Vec<_> = user_frames(&frames).into_iter().map(|f| f.function.unwrap()).collect();
+        let names: Vec<_> = user_frames(&frames)
+            .into_iter()
+            .map(|f| f.function.unwrap())
+            .collect();
         assert_eq!(
             names,
-            ["my_crate::cache::Cache::insert", "core::ops::function::FnOnce::call_once", "config::parses_config::{{closure}}"]
+            [
+                "my_crate::cache::Cache::insert",
+                "core::ops::function::FnOnce::call_once",
+                "config::parses_config::{{closure}}"
+            ]
         );
     }
 
     #[test]
     fn excuses_capture_and_lazy_init_only() {
-        let capture = [frame("alloc::raw_vec::finish_grow"), frame("std::io::stdio::print_to_buffer_if_capture_used")];
+        let capture = [
+            frame("alloc::raw_vec::finish_grow"),
+            frame("std::io::stdio::print_to_buffer_if_capture_used"),
+        ];
         assert_eq!(excuse(&capture), Some(Excuse::Stdio));
-        let lazy = [frame("alloc::vec::Vec<T>::push"), frame("std::sync::once_lock::OnceLock<T>::initialize")];
+        let lazy = [
+            frame("alloc::vec::Vec<T>::push"),
+            frame("std::sync::once_lock::OnceLock<T>::initialize"),
+        ];
         assert_eq!(excuse(&lazy), Some(Excuse::OneTimeInit));
         let user = [frame("alloc::vec::Vec<T>::push"), frame("my_crate::f")];
         assert_eq!(excuse(&user), None);

@@ -42,7 +42,9 @@ static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 #[inline]
 pub(crate) fn allocated(addr: usize, size: usize) {
-    let Ok(state) = THREAD.try_with(Cell::get) else { return };
+    let Ok(state) = THREAD.try_with(Cell::get) else {
+        return;
+    };
     if state.blocked != 0 {
         return;
     }
@@ -76,7 +78,15 @@ pub(crate) fn reallocating(addr: usize) -> Option<Record> {
 #[inline]
 pub(crate) fn reallocated(old: Option<Record>, new_addr: usize, new_size: usize) {
     if let Some(old) = old {
-        let record = if new_addr == 0 { old } else { Record { addr: new_addr, size: new_size, ..old } };
+        let record = if new_addr == 0 {
+            old
+        } else {
+            Record {
+                addr: new_addr,
+                size: new_size,
+                ..old
+            }
+        };
         store(record);
     }
 }
@@ -105,7 +115,12 @@ fn record(addr: usize, size: usize, scope: u32) {
     } else {
         0
     };
-    store(Record { addr, size, stack, scope });
+    store(Record {
+        addr,
+        size,
+        stack,
+        scope,
+    });
 }
 
 fn store(record: Record) {
@@ -174,8 +189,14 @@ impl Scope {
         TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         // A nested check inside a process-wide one stays per-thread.
         let process_wide = process_wide
-            && PROCESS_SCOPE.compare_exchange(0, id, Ordering::Release, Ordering::Relaxed).is_ok();
-        Scope { id, process_wide, done: false }
+            && PROCESS_SCOPE
+                .compare_exchange(0, id, Ordering::Release, Ordering::Relaxed)
+                .is_ok();
+        Scope {
+            id,
+            process_wide,
+            done: false,
+        }
     }
 
     /// Makes this thread's allocations belong to the scope until the guard drops; the thread's
@@ -190,7 +211,10 @@ impl Scope {
                 previous
             })
             .unwrap_or(0);
-        Entered { previous, _not_send: core::marker::PhantomData }
+        Entered {
+            previous,
+            _not_send: core::marker::PhantomData,
+        }
     }
 
     /// Whether a block is recorded under this scope (used to prove the allocator is installed).
@@ -253,4 +277,3 @@ impl Drop for Entered {
 pub(crate) fn untracked_so_far() -> u64 {
     UNTRACKED.load(Ordering::Relaxed)
 }
-

@@ -40,7 +40,11 @@ struct Index {
 // SAFETY: the index exclusively owns its `System` allocation.
 unsafe impl Send for Index {}
 
-static INDEX: SpinLock<Index> = SpinLock::new(Index { ids: core::ptr::null_mut(), capacity: 0, len: 0 });
+static INDEX: SpinLock<Index> = SpinLock::new(Index {
+    ids: core::ptr::null_mut(),
+    capacity: 0,
+    len: 0,
+});
 
 const CACHE_LEN: usize = 256;
 
@@ -133,7 +137,11 @@ fn intern_shared(frames: &[usize], hash: u64) -> u32 {
         }
         CHUNKS[chunk_index].store(chunk, Ordering::Release);
     }
-    let mut stack = StoredStack { hash, len: frames.len() as u32, frames: [0; MAX_FRAMES] };
+    let mut stack = StoredStack {
+        hash,
+        len: frames.len() as u32,
+        frames: [0; MAX_FRAMES],
+    };
     stack.frames[..frames.len()].copy_from_slice(frames);
     // SAFETY: `position` is in this chunk and not yet published, so no reader can see it; the
     // index lock serialises writers.
@@ -148,7 +156,9 @@ fn intern_shared(frames: &[usize], hash: u64) -> u32 {
 impl Index {
     fn grow(&mut self) -> bool {
         let capacity = (self.capacity * 2).max(1024);
-        let Ok(layout) = Layout::array::<u32>(capacity) else { return false };
+        let Ok(layout) = Layout::array::<u32>(capacity) else {
+            return false;
+        };
         // SAFETY: non-zero size; zeroed u32s are valid (0 = empty).
         let ids = unsafe { System.alloc_zeroed(layout) }.cast::<u32>();
         if ids.is_null() {
@@ -168,7 +178,12 @@ impl Index {
         }
         if self.capacity != 0 {
             // SAFETY: the old array was allocated by `System` with this layout.
-            unsafe { System.dealloc(self.ids.cast(), Layout::array::<u32>(self.capacity).unwrap_unchecked()) };
+            unsafe {
+                System.dealloc(
+                    self.ids.cast(),
+                    Layout::array::<u32>(self.capacity).unwrap_unchecked(),
+                )
+            };
         }
         self.ids = ids;
         self.capacity = capacity;
@@ -176,11 +191,19 @@ impl Index {
     }
 }
 
+/// See [`super::table::unlock_all_after_fork`].
+pub(crate) fn unlock_after_fork() {
+    INDEX.force_unlock();
+}
+
 /// How many distinct stacks are stored, and the bytes they take.
 pub(crate) fn footprint() -> (usize, usize) {
     let stacks = PUBLISHED.load(Ordering::Acquire) as usize;
     let chunks = stacks.div_ceil(CHUNK_LEN);
-    (stacks, chunks * CHUNK_LEN * core::mem::size_of::<StoredStack>())
+    (
+        stacks,
+        chunks * CHUNK_LEN * core::mem::size_of::<StoredStack>(),
+    )
 }
 
 #[cfg(test)]
@@ -203,7 +226,9 @@ mod tests {
 
     #[test]
     fn many_distinct_stacks_survive_index_growth() {
-        let ids: Vec<u32> = (0..5000usize).map(|i| intern(&[0xabc0_0000 + i, 7])).collect();
+        let ids: Vec<u32> = (0..5000usize)
+            .map(|i| intern(&[0xabc0_0000 + i, 7]))
+            .collect();
         for (i, &id) in ids.iter().enumerate() {
             assert_eq!(frames(id), Some(&[0xabc0_0000 + i, 7][..]));
         }

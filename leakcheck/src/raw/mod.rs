@@ -17,3 +17,21 @@ pub(crate) fn current_thread_id() -> i64 {
     // SAFETY: `gettid` is a plain system call with no preconditions; it cannot fail or allocate.
     unsafe { libc::gettid() as i64 }
 }
+
+/// Registers (once) a `fork` handler that frees the child from locks held by threads that do
+/// not exist in it.
+pub(crate) fn prepare_for_fork() {
+    #[cfg(unix)]
+    {
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        extern "C" fn in_child() {
+            table::unlock_all_after_fork();
+            intern::unlock_after_fork();
+        }
+        REGISTERED.call_once(|| {
+            // SAFETY: `in_child` is a plain `extern "C" fn` that only stores to atomics; it is
+            // async-signal-safe as a child handler must be.
+            unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        });
+    }
+}

@@ -61,7 +61,10 @@ fn walk_slow(buf: &mut [usize; MAX_FRAMES]) -> usize {
     n
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod frame_pointers {
     use super::*;
 
@@ -142,7 +145,10 @@ mod frame_pointers {
     }
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 mod frame_pointers {
     use super::*;
 
@@ -171,7 +177,14 @@ pub(crate) fn calibrate() -> Unwinder {
     } else {
         Unwinder::Slow
     };
-    UNWINDER.store(if verdict == Unwinder::FramePointers { 1 } else { 2 }, Ordering::Relaxed);
+    UNWINDER.store(
+        if verdict == Unwinder::FramePointers {
+            1
+        } else {
+            2
+        },
+        Ordering::Relaxed,
+    );
     verdict
 }
 
@@ -185,7 +198,9 @@ fn frame_walks_agree(fast: &[usize], slow: &[usize]) -> bool {
     if fast.len() < 2 {
         return false;
     }
-    let Some(p) = slow.iter().position(|&ip| ip == fast[1]) else { return false };
+    let Some(p) = slow.iter().position(|&ip| ip == fast[1]) else {
+        return false;
+    };
     if p == 0 || slow[p - 1].abs_diff(fast[0]) > SAME_FUNCTION {
         return false;
     }

@@ -20,7 +20,12 @@ pub(crate) struct Record {
     pub(crate) scope: u32,
 }
 
-const EMPTY: Record = Record { addr: 0, size: 0, stack: 0, scope: 0 };
+const EMPTY: Record = Record {
+    addr: 0,
+    size: 0,
+    stack: 0,
+    scope: 0,
+};
 const SHARD_BITS: u32 = 10;
 const SHARDS: usize = 1 << SHARD_BITS;
 const MIN_CAPACITY: usize = 16;
@@ -39,9 +44,13 @@ unsafe impl Send for Slots {}
 #[repr(align(64))]
 struct Shard(SpinLock<Slots>);
 
-static SHARD_TABLE: [Shard; SHARDS] =
-    [const { Shard(SpinLock::new(Slots { ptr: core::ptr::null_mut(), capacity: 0, len: 0 })) };
-        SHARDS];
+static SHARD_TABLE: [Shard; SHARDS] = [const {
+    Shard(SpinLock::new(Slots {
+        ptr: core::ptr::null_mut(),
+        capacity: 0,
+        len: 0,
+    }))
+}; SHARDS];
 
 fn mix(addr: usize) -> u64 {
     let mut x = addr as u64;
@@ -109,11 +118,17 @@ impl Slots {
     /// Moves the records into a new array of `capacity` slots (0 frees the array). Returns
     /// false, leaving the table unchanged, if `System` has no memory for it.
     fn resize(&mut self, capacity: usize) -> bool {
-        let old = Slots { ptr: self.ptr, capacity: self.capacity, len: self.len };
+        let old = Slots {
+            ptr: self.ptr,
+            capacity: self.capacity,
+            len: self.len,
+        };
         if capacity == 0 {
             self.ptr = core::ptr::null_mut();
         } else {
-            let Ok(layout) = Layout::array::<Record>(capacity) else { return false };
+            let Ok(layout) = Layout::array::<Record>(capacity) else {
+                return false;
+            };
             // SAFETY: `layout` has a non-zero size. All-zero bytes are a valid `Record` (EMPTY).
             let ptr = unsafe { System.alloc_zeroed(layout) }.cast::<Record>();
             if ptr.is_null() {
@@ -136,7 +151,10 @@ impl Slots {
         if self.capacity != 0 {
             // SAFETY: `ptr` was allocated by `System` with exactly this layout in `resize`.
             unsafe {
-                System.dealloc(self.ptr.cast(), Layout::array::<Record>(self.capacity).unwrap_unchecked())
+                System.dealloc(
+                    self.ptr.cast(),
+                    Layout::array::<Record>(self.capacity).unwrap_unchecked(),
+                )
             };
         }
     }
@@ -213,7 +231,15 @@ pub(crate) fn lookup(addr: usize) -> Option<Record> {
 pub(crate) fn count_scope(scope: u32) -> usize {
     SHARD_TABLE
         .iter()
-        .map(|shard| shard.0.lock().slots().iter().filter(|r| r.addr != 0 && r.scope == scope).count())
+        .map(|shard| {
+            shard
+                .0
+                .lock()
+                .slots()
+                .iter()
+                .filter(|r| r.addr != 0 && r.scope == scope)
+                .count()
+        })
         .sum()
 }
 
@@ -252,7 +278,10 @@ pub(crate) fn drain_scope(scope: u32, out: &mut Vec<Record>) -> bool {
 pub(crate) fn footprint() -> (usize, usize) {
     SHARD_TABLE.iter().fold((0, 0), |(bytes, live), shard| {
         let shard = shard.0.lock();
-        (bytes + shard.capacity * core::mem::size_of::<Record>(), live + shard.len)
+        (
+            bytes + shard.capacity * core::mem::size_of::<Record>(),
+            live + shard.len,
+        )
     })
 }
 
@@ -270,7 +299,12 @@ mod tests {
     use super::*;
 
     fn rec(addr: usize, scope: u32) -> Record {
-        Record { addr, size: addr % 97, stack: 0, scope }
+        Record {
+            addr,
+            size: addr % 97,
+            stack: 0,
+            scope,
+        }
     }
 
     #[test]
@@ -288,7 +322,10 @@ mod tests {
             assert_eq!(lookup(base + i * 16).is_some(), i % 2 == 1, "address {i}");
         }
         let mut out = Vec::with_capacity(10);
-        assert!(!drain_scope(4_000_001, &mut out), "a full buffer must report leftovers");
+        assert!(
+            !drain_scope(4_000_001, &mut out),
+            "a full buffer must report leftovers"
+        );
         assert_eq!(out.len(), 10);
         let mut rest = Vec::with_capacity(count_scope(4_000_001));
         assert!(drain_scope(4_000_001, &mut rest));

@@ -1,0 +1,334 @@
+//! Turns `#[leakcheck(...)] fn name() -> R { body }` into a test whose body runs inside the
+//! runtime's `run_test` (or `run_test_async` for an `async fn`).
+//!
+//! The generated code names the runtime only as `<crate>::__private` (`::leakcheck` unless
+//! `crate = ...` says otherwise) and the standard library only as `::core`, so it works whatever
+//! the user has in scope.
+
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Error, Item, ItemFn, LitStr, ReturnType};
+
+use crate::attr::{self, Args, RuntimeCall};
+use crate::{test_attr, valid};
+
+/// Expands `#[leakcheck(args)] item`.
+///
+/// On errors, returns the item unchanged followed by one `compile_error!` per error, so the rest
+/// of the crate (and an IDE) still sees the function.
+///
+/// `test_above` says whether a built-in `#[test]` is written above the attribute (already
+/// expanded, so invisible in `item`).
+pub(crate) fn expand(args: TokenStream, item: TokenStream, test_above: bool) -> TokenStream {
+    match try_expand(args, item.clone(), test_above) {
+        Ok(expanded) => expanded,
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!(#item #error)
+        }
+    }
+}
+
+fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Result<TokenStream> {
+    let args = attr::parse(args);
+    let func = syn::parse2(item).and_then(into_fn).and_then(|func| {
+        valid::check_fn(&func)?;
+        Ok(func)
+    });
+    match (args, func) {
+        (Ok(args), Ok(func)) => Ok(expand_fn(&args, func, test_above)),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            Err(error)
+        }
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
+    }
+}
+
+/// The function `#[leakcheck]` is on, or an error spanned on what it is on instead.
+fn into_fn(item: Item) -> syn::Result<ItemFn> {
+    let head = match item {
+        Item::Fn(func) => return Ok(func),
+        // A later issue checks every test in a module: expand `Item::Mod` here.
+        Item::Mod(i) => tokens([&i.mod_token, &i.ident]),
+        Item::Struct(i) => tokens([&i.struct_token, &i.ident]),
+        Item::Enum(i) => tokens([&i.enum_token, &i.ident]),
+        Item::Union(i) => tokens([&i.union_token, &i.ident]),
+        Item::Trait(i) => tokens([&i.trait_token, &i.ident]),
+        Item::Impl(i) => tokens([&i.impl_token as &dyn ToTokens, &i.self_ty]),
+        Item::Const(i) => tokens([&i.const_token, &i.ident]),
+        Item::Static(i) => tokens([&i.static_token, &i.ident]),
+        Item::Type(i) => tokens([&i.type_token, &i.ident]),
+        Item::Use(i) => tokens([&i.use_token as &dyn ToTokens, &i.tree]),
+        mut other => {
+            clear_attrs(&mut other);
+            other.into_token_stream()
+        }
+    };
+    Err(Error::new_spanned(
+        head,
+        "#[leakcheck] can only be applied to a function",
+    ))
+}
+
+fn tokens<const N: usize>(parts: [&dyn ToTokens; N]) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    for part in parts {
+        part.to_tokens(&mut tokens);
+    }
+    tokens
+}
+
+/// Drops an item's attributes, so an error spanned on it starts at its keyword.
+fn clear_attrs(item: &mut Item) {
+    let attrs = match item {
+        Item::ExternCrate(i) => &mut i.attrs,
+        Item::ForeignMod(i) => &mut i.attrs,
+        Item::Macro(i) => &mut i.attrs,
+        Item::TraitAlias(i) => &mut i.attrs,
+        _ => return,
+    };
+    attrs.clear();
+}
+
+/// The wrapped function: same attributes, visibility and signature; the body moved into a
+/// closure (or an `async move` block) that the runtime calls.
+fn expand_fn(args: &Args, func: ItemFn, test_above: bool) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = &func;
+    // Spanned at the return type, so that type errors about it (say, it is not a test outcome)
+    // point there rather than at `#[leakcheck]`. A stable span cannot cover several tokens, so
+    // this is the type's first token.
+    let output_span = match &sig.output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let krate = match &args.krate {
+        Some(krate) => krate.to_token_stream(),
+        None => quote_spanned!(output_span=> ::leakcheck),
+    };
+    let private = quote!(#krate::__private);
+    let meta = test_meta(&private, args, &func);
+    let body = if sig.asyncness.is_some() {
+        quote_spanned!(output_span=> #private::run_test_async(#meta, async move #block).await)
+    } else {
+        let output = closure_output(&sig.output);
+        quote_spanned!(output_span=> #private::run_test(#meta, move || #output #block))
+    };
+    let test = (!test_above && test_attr::find_test(attrs).is_none())
+        .then(|| quote!(#[::core::prelude::v1::test]));
+
+    quote! {
+        #test
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}
+
+/// `&TestMeta { ... }` for `func`, with the options forwarded as builder calls.
+fn test_meta(private: &TokenStream, args: &Args, func: &ItemFn) -> TokenStream {
+    let ident = &func.sig.ident;
+    let fn_name = LitStr::new(&ident.unraw().to_string(), ident.span());
+    // `line!()` spanned at the name reports the line of the name, not of `#[leakcheck]`.
+    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let should_panic = test_attr::should_panic(&func.attrs);
+    // Mixed-site: the user's code cannot see or shadow this local.
+    let options = Ident::new("options", Span::mixed_site());
+    let calls = args
+        .calls
+        .iter()
+        .map(|RuntimeCall { method, value }| quote!(let #options = #options.#method(#value);));
+    quote! {
+        &#private::TestMeta {
+            fn_name: #fn_name,
+            module_path: ::core::module_path!(),
+            file: ::core::file!(),
+            line: #line,
+            should_panic: #should_panic,
+            options: {
+                let #options = #private::Options::new();
+                #(#calls)*
+                #options
+            },
+        }
+    }
+}
+
+/// The closure's `-> R`: the function's return type, `()` if none, and nothing when the type
+/// mentions `impl Trait` (which a closure's return type may not).
+fn closure_output(output: &ReturnType) -> TokenStream {
+    match output {
+        ReturnType::Default => quote!(-> ()),
+        ReturnType::Type(arrow, ty) if !mentions_impl(ty.to_token_stream()) => quote!(#arrow #ty),
+        ReturnType::Type(..) => TokenStream::new(),
+    }
+}
+
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => mentions_impl(group.stream()),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::parse_quote;
+
+    use super::*;
+
+    /// The messages of the `compile_error!`s in an expansion.
+    fn compile_errors(expanded: &TokenStream) -> Vec<String> {
+        let file: syn::File = syn::parse2(expanded.clone()).expect("expansion parses");
+        file.items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Macro(m) if m.mac.path.segments.last().unwrap().ident == "compile_error" => {
+                    let lit: LitStr = m.mac.parse_body().unwrap();
+                    Some(lit.value())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors_of(args: TokenStream, item: TokenStream) -> Vec<String> {
+        compile_errors(&expand(args, item, false))
+    }
+
+    #[test]
+    fn errors_keep_the_item_unchanged() {
+        let item = quote!(
+            #[ignore]
+            fn t(x: u32) {
+                body()
+            }
+        );
+        let expanded = expand(quote!(foo), item.clone(), false);
+        let text = expanded.to_string();
+        assert!(text.starts_with(&item.to_string()), "{text}");
+        assert_eq!(
+            compile_errors(&expanded),
+            [
+                "unknown leakcheck option `foo`; expected one of: `crate`",
+                "#[leakcheck] test functions cannot take arguments",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_functions() {
+        for item in [
+            quote!(
+                struct S;
+            ),
+            quote!(
+                #[derive(Debug)]
+                pub enum E {
+                    A,
+                }
+            ),
+            quote!(
+                mod m {}
+            ),
+            quote!(impl S {}),
+            quote!(
+                const C: u8 = 0;
+            ),
+            quote!(
+                macro_rules! m {
+                    () => {};
+                }
+            ),
+        ] {
+            assert_eq!(
+                errors_of(TokenStream::new(), item),
+                ["#[leakcheck] can only be applied to a function"]
+            );
+        }
+    }
+
+    #[test]
+    fn option_and_item_errors_together() {
+        assert_eq!(
+            errors_of(quote!(crate = 1, crate = x), quote!(async fn t() {})),
+            [
+                "expected the path of the leakcheck crate, e.g. `crate = ::leakcheck` or `crate = \"::leakcheck\"`",
+                "duplicate leakcheck option `crate`",
+                "async tests need a runtime attribute such as `#[tokio::test]`; add it below or above #[leakcheck]",
+            ]
+        );
+    }
+
+    #[test]
+    fn test_attribute_added_only_when_missing() {
+        let count = |item: TokenStream| {
+            let file: syn::File = syn::parse2(expand(TokenStream::new(), item, false)).unwrap();
+            let Item::Fn(func) = &file.items[0] else {
+                panic!()
+            };
+            func.attrs.iter().filter(|a| test_attr::is_test(a)).count()
+        };
+        assert_eq!(
+            count(quote!(
+                fn t() {}
+            )),
+            1
+        );
+        assert_eq!(
+            count(quote!(
+                #[test]
+                fn t() {}
+            )),
+            1
+        );
+        assert_eq!(
+            count(quote!(
+                #[tokio::test]
+                async fn t() {}
+            )),
+            1
+        );
+        assert_eq!(
+            count(quote!(
+                #[::core::prelude::v1::test]
+                fn t() {}
+            )),
+            1
+        );
+    }
+
+    #[test]
+    fn impl_trait_return_types_get_no_closure_annotation() {
+        assert_eq!(closure_output(&parse_quote!()).to_string(), "-> ()");
+        assert_eq!(
+            closure_output(&parse_quote!(-> Result<(), String>)).to_string(),
+            "-> Result < () , String >"
+        );
+        assert!(closure_output(&parse_quote!(-> impl Termination)).is_empty());
+        assert!(closure_output(&parse_quote!(-> Result<(), Box<impl Error>>)).is_empty());
+    }
+
+    #[test]
+    fn raw_identifiers_are_named_without_r_hash() {
+        let expanded = expand(
+            TokenStream::new(),
+            quote!(
+                fn r#match() {}
+            ),
+            false,
+        )
+        .to_string();
+        assert!(expanded.contains("fn_name : \"match\""), "{expanded}");
+    }
+}

@@ -1,0 +1,46 @@
+//! The `#[leakcheck]` attribute. Use it through the `leakcheck` crate, which re-exports it and
+//! documents it; this crate only turns tokens into tokens.
+//!
+//! The expansion lives in ordinary modules that take and return [`proc_macro2::TokenStream`], so
+//! unit and snapshot tests can call it without a compiler around them.
+
+#![forbid(unsafe_code)]
+
+mod attr;
+mod errors;
+mod expand;
+mod test_attr;
+mod valid;
+
+#[cfg(test)]
+mod snapshot_tests;
+
+/// Fails the test if it leaks memory: wraps the function's body in the leakcheck runtime and, when
+/// no test attribute is present, marks it `#[test]`.
+///
+/// See the `leakcheck` crate for the manual. The options are `crate = path::to::leakcheck` (or
+/// `crate = "path::to::leakcheck"`), for when the runtime crate is renamed or re-exported.
+///
+/// A test attribute (`#[test]`, `#[tokio::test]`, ...) may stand above or below `#[leakcheck]`,
+/// or a plain `#[test]` may be left out.
+#[proc_macro_attribute]
+pub fn leakcheck(
+    args: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    let test_above = test_written_above_call_site();
+    expand::expand(args.into(), item.into(), test_above).into()
+}
+
+/// A built-in `#[test]` above `#[leakcheck]` has expanded already and left no mark on the
+/// function, so the only place it still shows is the source text.
+fn test_written_above_call_site() -> bool {
+    let span = proc_macro::Span::call_site();
+    let Some(path) = span.local_file() else {
+        return false;
+    };
+    let Ok(source) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    test_attr::test_written_above(&source, span.line(), span.column())
+}

@@ -1,0 +1,221 @@
+//! Recognises the attributes on the function that matter to the expansion: those that already
+//! make it a test, and `#[should_panic]`.
+//!
+//! Only attributes *below* `#[leakcheck]` are visible on the item. An attribute above it has
+//! already expanded, and the built-in `#[test]` leaves no trace on the function when it does (it
+//! adds a separate hidden `const` that registers the test), so `#[test] #[leakcheck] fn` looks
+//! like `#[leakcheck] fn`. [`test_written_above`] reads the source before `#[leakcheck]` to tell
+//! them apart; without it the test would be registered twice.
+
+use syn::Attribute;
+
+/// The last path segment of attributes that make the function a test themselves:
+/// `#[test]`, `#[::core::prelude::v1::test]`, `#[tokio::test]`, `#[async_std::test]`,
+/// `#[test_log::test]` and the like, plus `#[rstest]`.
+const TEST_ATTRIBUTES: &[&str] = &["test", "rstest"];
+
+/// Test attributes that call the function with arguments they supply (`#[case]`s, fixtures).
+const SUPPLIES_ARGUMENTS: &[&str] = &["rstest"];
+
+fn last_segment_is(attr: &Attribute, names: &[&str]) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| names.iter().any(|name| segment.ident == name))
+}
+
+/// Whether `attr` makes the function a test on its own, so `#[leakcheck]` must not add `#[test]`.
+pub(crate) fn is_test(attr: &Attribute) -> bool {
+    last_segment_is(attr, TEST_ATTRIBUTES)
+}
+
+/// The first attribute that makes the function a test, if any.
+pub(crate) fn find_test(attrs: &[Attribute]) -> Option<&Attribute> {
+    attrs.iter().find(|attr| is_test(attr))
+}
+
+/// Whether one of `attrs` calls the function with arguments (so it may have parameters).
+pub(crate) fn supplies_arguments(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .any(|attr| last_segment_is(attr, SUPPLIES_ARGUMENTS))
+}
+
+/// Whether the function is marked `#[should_panic]` (with or without an `expected` message).
+pub(crate) fn should_panic(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .any(|attr| attr.path().is_ident("should_panic"))
+}
+
+/// Whether a built-in `#[test]` is written among the attributes just above the `#[leakcheck]`
+/// that starts at 1-based `line`, 0-based `column` of `source`: the lines above it that are
+/// attributes, comments or blank, and the text before it on its own line.
+pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bool {
+    let lines: Vec<&str> = source.lines().collect();
+    let Some(own) = line.checked_sub(1).and_then(|i| lines.get(i)) else {
+        return false;
+    };
+    let before: String = own.chars().take(column).collect();
+    let is_test = |text: &str| {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        [
+            "#[test]",
+            "#[::core::prelude::v1::test]",
+            "#[core::prelude::v1::test]",
+            "#[::std::prelude::v1::test]",
+        ]
+        .iter()
+        .any(|attr| compact.contains(attr))
+    };
+    if is_test(&before) {
+        return true;
+    }
+    for text in lines[..line - 1].iter().rev() {
+        let text = text.trim();
+        if is_test(text) {
+            return true;
+        }
+        let attribute_or_comment =
+            text.is_empty() || text.starts_with("#[") || text.starts_with("//");
+        if !attribute_or_comment {
+            return false;
+        }
+    }
+    false
+}
+
+/// Another `#[leakcheck]` (or its alias `#[leakcheck::test]`) on the same function, which would
+/// wrap it twice.
+pub(crate) fn find_leakcheck(attrs: &[Attribute]) -> Option<&Attribute> {
+    attrs.iter().find(|attr| {
+        let segments = &attr.path().segments;
+        let is_alias = segments.len() == 2 && segments[0].ident == "leakcheck";
+        last_segment_is(attr, &["leakcheck"]) || (is_alias && segments[1].ident == "test")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::parse_quote;
+
+    use super::*;
+
+    #[test]
+    fn finds_test_written_above_the_attribute() {
+        let source = "use x;\n\n#[test]\n/// doc\n#[leakcheck]\nfn a() {}\n";
+        assert!(test_written_above(source, 5, 0));
+        let source = "fn z() {}\n#[test] #[leakcheck]\nfn a() {}\n";
+        assert!(test_written_above(source, 2, 8));
+        let source = "#[test]\nfn z() {}\n#[leakcheck]\n#[test]\nfn a() {}\n";
+        assert!(
+            !test_written_above(source, 3, 0),
+            "a #[test] of the previous item does not count"
+        );
+        assert!(!test_written_above("#[leakcheck]\nfn a() {}\n", 1, 0));
+        assert!(!test_written_above("", 7, 0));
+    }
+
+    fn attrs(item: syn::ItemFn) -> Vec<Attribute> {
+        item.attrs
+    }
+
+    #[test]
+    fn test_attributes_are_recognised() {
+        let test_attrs: Vec<Attribute> = vec![
+            parse_quote!(#[test]),
+            parse_quote!(#[::core::prelude::v1::test]),
+            parse_quote!(#[core::prelude::v1::test]),
+            parse_quote!(#[tokio::test]),
+            parse_quote!(#[tokio::test(flavor = "multi_thread")]),
+            parse_quote!(#[async_std::test]),
+            parse_quote!(#[test_log::test]),
+            parse_quote!(#[rstest]),
+            parse_quote!(#[rstest::rstest]),
+        ];
+        for attr in &test_attrs {
+            assert!(is_test(attr), "{}", quote::quote!(#attr));
+        }
+    }
+
+    #[test]
+    fn other_attributes_are_not_tests() {
+        let others: Vec<Attribute> = vec![
+            parse_quote!(#[should_panic]),
+            parse_quote!(#[ignore]),
+            parse_quote!(#[doc = "test"]),
+            parse_quote!(#[cfg(test)]),
+            parse_quote!(#[test::other]),
+            parse_quote!(#[testing]),
+            parse_quote!(#[serial_test::serial]),
+        ];
+        for attr in &others {
+            assert!(!is_test(attr), "{}", quote::quote!(#attr));
+        }
+    }
+
+    #[test]
+    fn finds_the_first_test_attribute() {
+        let attrs = attrs(parse_quote! {
+            /// docs
+            #[ignore]
+            #[tokio::test]
+            #[test]
+            fn f() {}
+        });
+        let found = find_test(&attrs).unwrap();
+        assert!(found.path().segments.first().unwrap().ident == "tokio");
+        assert!(find_test(&attrs[..1]).is_none());
+    }
+
+    #[test]
+    fn should_panic_with_and_without_message() {
+        assert!(should_panic(&attrs(parse_quote!(
+            #[should_panic]
+            fn f() {}
+        ))));
+        assert!(should_panic(&attrs(parse_quote!(
+            #[should_panic(expected = "boom")]
+            fn f() {}
+        ))));
+        assert!(should_panic(&attrs(parse_quote!(
+            #[should_panic = "boom"]
+            fn f() {}
+        ))));
+        assert!(!should_panic(&attrs(parse_quote!(
+            #[test]
+            fn f() {}
+        ))));
+    }
+
+    #[test]
+    fn rstest_supplies_arguments() {
+        assert!(supplies_arguments(&attrs(parse_quote!(
+            #[rstest]
+            fn f() {}
+        ))));
+        assert!(!supplies_arguments(&attrs(parse_quote!(
+            #[test]
+            fn f() {}
+        ))));
+    }
+
+    #[test]
+    fn finds_a_second_leakcheck() {
+        assert!(find_leakcheck(&attrs(parse_quote!(
+            #[leakcheck::leakcheck]
+            fn f() {}
+        )))
+        .is_some());
+        assert!(find_leakcheck(&attrs(parse_quote!(
+            #[leakcheck]
+            fn f() {}
+        )))
+        .is_some());
+        assert!(find_leakcheck(&attrs(parse_quote!(
+            #[test]
+            fn f() {}
+        )))
+        .is_none());
+    }
+}

@@ -1,0 +1,14 @@
+// An unknown option is an error on its name that lists the valid ones:
+//
+// error: unknown leakcheck option `repeats`; expected one of: `crate`
+//  --> ui/unknown_option.rs
+//   |
+//   | #[leakcheck(repeats = 3)]
+//   |             ^^^^^^^
+
+use leakcheck::leakcheck;
+
+#[leakcheck(repeats = 3)]
+fn unknown_option() {}
+
+fn main() {}
