@@ -1,5 +1,11 @@
 //! Turns `#[leakcheck(...)] fn name() -> R { body }` into a test whose body runs inside the
-//! runtime's `run_test` (or `run_test_async` for an `async fn`).
+//! runtime's `run_test`.
+//!
+//! An `async fn` carries its runtime's test attribute (`#[tokio::test]`) below `#[leakcheck]`.
+//! The expansion moves that attribute above a fresh `#[leakcheck]`, so the runtime attribute
+//! expands first and `#[leakcheck]` then wraps the synchronous function it generates: the
+//! runtime is built and dropped inside the check, threads it starts belong to the test, and
+//! both attribute orders behave the same.
 //!
 //! The generated code names the runtime only as `<crate>::__private` (`::leakcheck` unless
 //! `crate = ...` says otherwise) and the standard library only as `::core`, so it works whatever
@@ -32,12 +38,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, test_above: bool) -> 
 }
 
 fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Result<TokenStream> {
+    let raw_args = args.clone();
     let args = attr::parse(args);
     let func = syn::parse2(item).and_then(into_fn).and_then(|func| {
         valid::check_fn(&func)?;
         Ok(func)
     });
     match (args, func) {
+        (Ok(args), Ok(func)) if func.sig.asyncness.is_some() => {
+            Ok(runtime_first(&args, raw_args, func))
+        }
         (Ok(args), Ok(func)) => Ok(expand_fn(&args, func, test_above)),
         (Err(mut error), Err(more)) => {
             error.combine(more);
@@ -93,8 +103,26 @@ fn clear_attrs(item: &mut Item) {
     attrs.clear();
 }
 
+/// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`.
+/// Validation guarantees the runtime attribute is there.
+fn runtime_first(args: &Args, raw_args: TokenStream, mut func: ItemFn) -> TokenStream {
+    let Some(position) = func.attrs.iter().position(test_attr::is_test) else {
+        return func.into_token_stream();
+    };
+    let runtime = func.attrs.remove(position);
+    let krate = match &args.krate {
+        Some(krate) => krate.to_token_stream(),
+        None => quote!(::leakcheck),
+    };
+    quote! {
+        #runtime
+        #[#krate::leakcheck(#raw_args)]
+        #func
+    }
+}
+
 /// The wrapped function: same attributes, visibility and signature; the body moved into a
-/// closure (or an `async move` block) that the runtime calls.
+/// closure that the runtime calls.
 fn expand_fn(args: &Args, func: ItemFn, test_above: bool) -> TokenStream {
     let ItemFn {
         attrs,
@@ -116,12 +144,8 @@ fn expand_fn(args: &Args, func: ItemFn, test_above: bool) -> TokenStream {
     };
     let private = quote!(#krate::__private);
     let meta = test_meta(&private, args, &func);
-    let body = if sig.asyncness.is_some() {
-        quote_spanned!(output_span=> #private::run_test_async(#meta, async move #block).await)
-    } else {
-        let output = closure_output(&sig.output);
-        quote_spanned!(output_span=> #private::run_test(#meta, move || #output #block))
-    };
+    let output = closure_output(&sig.output);
+    let body = quote_spanned!(output_span=> #private::run_test(#meta, move || #output #block));
     let test = (!test_above && test_attr::find_test(attrs).is_none())
         .then(|| quote!(#[::core::prelude::v1::test]));
 

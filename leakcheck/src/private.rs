@@ -6,7 +6,6 @@ use crate::check::Running;
 use crate::config::{Config, Mode};
 use crate::raw::stack;
 use crate::report::Report;
-use core::future::Future;
 
 /// Where a checked test comes from, filled in by the attribute.
 #[derive(Debug)]
@@ -122,28 +121,6 @@ pub fn run_test<R: Outcome>(meta: &TestMeta, body: impl FnOnce() -> R) -> R {
         let _inside = running.scope().enter();
         body()
     };
-    let report = running.finish();
-    if !value.is_failure() {
-        verdict(&config, meta, report);
-    }
-    value
-}
-
-/// Runs an async test body inside a check. The scope is entered around every poll, on
-/// whichever thread polls, so other tasks sharing the thread between polls are not counted.
-pub async fn run_test_async<R: Outcome, F: Future<Output = R>>(meta: &TestMeta, body: F) -> R {
-    let config = config();
-    if config.mode == Mode::Off {
-        return body.await;
-    }
-    let unwinder = config.backtrace.then(stack::calibrate);
-    let running = start(&config, meta, unwinder);
-    let mut body = core::pin::pin!(body);
-    let value = core::future::poll_fn(|cx| {
-        let _inside = running.scope().enter();
-        body.as_mut().poll(cx)
-    })
-    .await;
     let report = running.finish();
     if !value.is_failure() {
         verdict(&config, meta, report);

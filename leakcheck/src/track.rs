@@ -23,10 +23,13 @@ struct ThreadState {
     /// Non-zero while this thread must not track: inside leakcheck's own bookkeeping, while a
     /// report is built, inside `ignore`.
     blocked: u32,
+    /// The scope came from the thread that created this one; it may end while this thread
+    /// runs, so it is checked against the active scopes before each record.
+    inherited: bool,
 }
 
 thread_local! {
-    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState { scope: 0, blocked: 0 }) };
+    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState { scope: 0, blocked: 0, inherited: false }) };
     /// 0 unknown, 1 the process's main thread, 2 any other thread.
     static ROLE: Cell<u8> = const { Cell::new(0) };
 }
@@ -49,7 +52,11 @@ pub(crate) fn allocated(addr: usize, size: usize) {
         return;
     }
     if state.scope != 0 {
-        record(addr, size, state.scope);
+        if state.inherited {
+            record_inherited(addr, size, state.scope);
+        } else {
+            record(addr, size, state.scope);
+        }
     } else if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
         record_process_wide(addr, size);
     }
@@ -102,6 +109,69 @@ fn record_process_wide(addr: usize, size: usize) {
     let scope = PROCESS_SCOPE.load(Ordering::Relaxed);
     if scope != 0 {
         record(addr, size, scope);
+    }
+}
+
+#[inline(never)]
+fn record_inherited(addr: usize, size: usize, scope: u32) {
+    if is_active(scope) {
+        record(addr, size, scope);
+    } else {
+        // The check that started this thread is over: stop tracking here for good.
+        let _ = THREAD.try_with(|t| {
+            t.set(ThreadState {
+                scope: 0,
+                blocked: 0,
+                inherited: false,
+            })
+        });
+    }
+}
+
+/// Scopes that threads may inherit: registered while armed, so a thread that outlives its
+/// check stops recording into it. Scopes beyond the first 128 at once are not inherited.
+static ACTIVE_SCOPES: [AtomicU32; 128] = [const { AtomicU32::new(0) }; 128];
+
+fn is_active(scope: u32) -> bool {
+    ACTIVE_SCOPES
+        .iter()
+        .any(|s| s.load(Ordering::Acquire) == scope)
+}
+
+fn register_active(scope: u32) -> bool {
+    ACTIVE_SCOPES.iter().any(|s| {
+        s.compare_exchange(0, scope, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+fn unregister_active(scope: u32) {
+    for s in &ACTIVE_SCOPES {
+        let _ = s.compare_exchange(scope, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+/// The scope a thread created now should start in: the creator's, if it is inside an
+/// inheritable check and not blocked.
+pub(crate) fn inheritable_scope() -> u32 {
+    match THREAD.try_with(Cell::get) {
+        Ok(state) if state.blocked == 0 && state.scope != 0 && is_active(state.scope) => {
+            state.scope
+        }
+        _ => 0,
+    }
+}
+
+/// Called first thing on a thread created inside a check.
+pub(crate) fn inherit(scope: u32) {
+    if is_active(scope) {
+        let _ = THREAD.try_with(|t| {
+            t.set(ThreadState {
+                scope,
+                blocked: 0,
+                inherited: true,
+            })
+        });
     }
 }
 
@@ -192,6 +262,9 @@ impl Scope {
             && PROCESS_SCOPE
                 .compare_exchange(0, id, Ordering::Release, Ordering::Relaxed)
                 .is_ok();
+        if crate::raw::thread_inheritance() {
+            register_active(id);
+        }
         Scope {
             id,
             process_wide,
@@ -229,6 +302,7 @@ impl Scope {
     }
 
     fn disarm_and_drain(&mut self) -> Vec<Record> {
+        unregister_active(self.id);
         if self.process_wide {
             PROCESS_SCOPE.store(0, Ordering::Release);
         }

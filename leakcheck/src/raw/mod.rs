@@ -10,6 +10,19 @@ pub(crate) mod intern;
 pub(crate) mod spin;
 pub(crate) mod stack;
 pub(crate) mod table;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) mod threads;
+
+/// Keeps the `pthread_create` interposer linked; returns whether this platform has it.
+pub(crate) fn thread_inheritance() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        core::hint::black_box(threads::interposer_address());
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
 
 /// The kernel's id of the calling thread (equal to the process id on the main thread).
 #[cfg(target_os = "linux")]
