@@ -48,10 +48,11 @@
 //! `#[leakcheck::leakcheck]`, also exported as `#[leakcheck::test]`:
 //!
 //! - works above or below `#[test]`, and alone adds `#[test]` itself;
-//! - stacks with `#[tokio::test]` (and other `*::test` attributes) in either order. Below the
-//!   runtime attribute it wraps the generated synchronous function, so the runtime is built and
-//!   dropped inside the check; above it, the check runs inside the runtime, around every poll of
-//!   the test's future;
+//! - stacks with `#[tokio::test]` (and other `*::test` runtime attributes) in either order, with
+//!   the same meaning: the runtime attribute expands first (`#[leakcheck]` above it moves it up)
+//!   and the check wraps the function it generates, so the runtime is built, runs the test's
+//!   future and is dropped inside the check. The runtime's own bookkeeping is freed before the
+//!   verdict, and tasks spawned onto `flavor = "multi_thread"` workers belong to the test;
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
@@ -76,9 +77,11 @@
 //! ## Who owns an allocation
 //!
 //! - Under `cargo test`, tests run in parallel on their own threads. A checked test owns what its
-//!   own thread allocates during the body (and, for `async` bodies above the runtime
-//!   attribute, what is allocated while its future is polled). Other tests, checked or not,
-//!   never affect its verdict. A block freed on any thread is no longer live.
+//!   own thread allocates during the body, and what every thread it starts allocates (threads
+//!   started by those too), until the check ends: leakcheck interposes `pthread_create`, the
+//!   way sanitizer runtimes do, so a thread begins inside its creator's check whether it comes
+//!   from `std::thread::spawn`, `thread::scope`, `Builder`, tokio or rayon. Other tests, checked
+//!   or not, never affect its verdict. A block freed on any thread is no longer live.
 //! - Under cargo-nextest (`NEXTEST_EXECUTION_MODE=process-per-test`), each test has the
 //!   process to itself: the test owns everything allocated during the body on every thread but
 //!   the test runner's main thread, so leaks in threads the test spawns are caught too.
@@ -123,8 +126,12 @@
 //!
 //! - Only heap memory that goes through the Rust global allocator is seen: not C libraries
 //!   calling `malloc` directly, not `mmap`.
-//! - Under parallel `cargo test`, blocks allocated by threads the test spawns are not
-//!   attributed to the test (run under cargo-nextest to check those).
+//! - Under parallel `cargo test`, work done for the test by threads that existed before it (a
+//!   global thread pool such as rayon's, started by an earlier test) is not attributed to it;
+//!   under cargo-nextest it is. Thread inheritance needs glibc's `pthread_create`; on other
+//!   platforms only the test's own thread is checked under `cargo test`.
+//! - A thread that the test starts and leaves running when the body returns is reported
+//!   through what it has allocated so far (its handle, its stack's heap data).
 //! - The "not counted" rules need stacks: with `LEAKCHECK_BACKTRACE=0`, a `println!` under
 //!   output capture or the first touch of a lazy static can be reported as a leak. Run with
 //!   `--nocapture`, or keep stacks on.
