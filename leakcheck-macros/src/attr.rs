@@ -37,15 +37,26 @@ pub(crate) struct RuntimeCall {
     /// The method on the runtime's `Options`, named and spanned like the option.
     pub(crate) method: Ident,
     pub(crate) value: TokenStream,
+    /// `value` is a path inside the runtime's `__private` module (e.g. `Reachable::Fail`).
+    pub(crate) in_runtime: bool,
 }
 
 impl Args {
     /// Forwards the option `key` to the runtime as the builder call `options.key(value)`.
-    #[allow(dead_code)] // used by the first runtime option
     pub(crate) fn forward(&mut self, key: &Ident, value: impl ToTokens) {
         self.calls.push(RuntimeCall {
             method: key.clone(),
             value: value.into_token_stream(),
+            in_runtime: false,
+        });
+    }
+
+    /// Like [`Args::forward`], with a value named inside the runtime's `__private` module.
+    pub(crate) fn forward_runtime_path(&mut self, key: &Ident, path: TokenStream) {
+        self.calls.push(RuntimeCall {
+            method: key.clone(),
+            value: path,
+            in_runtime: true,
         });
     }
 }
@@ -54,17 +65,145 @@ impl Args {
 struct Spec {
     name: &'static str,
     example: &'static str,
+    /// May be given more than once (each adds to a list).
+    repeatable: bool,
     /// Parses the value (all tokens up to the next top-level comma); an error should be spanned
     /// on the offending tokens.
     parse: fn(&mut Args, &Ident, ParseStream) -> syn::Result<()>,
 }
 
 /// Every valid option; error messages list them in this order.
-const OPTIONS: &[Spec] = &[Spec {
-    name: "crate",
-    example: "crate = path::to::leakcheck",
-    parse: parse_crate,
-}];
+const OPTIONS: &[Spec] = &[
+    Spec {
+        name: "crate",
+        example: "crate = path::to::leakcheck",
+        repeatable: false,
+        parse: parse_crate,
+    },
+    Spec {
+        name: "repeat",
+        example: "repeat = 3",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "reachable",
+        example: "reachable = \"fail\"",
+        repeatable: false,
+        parse: parse_reachable,
+    },
+    Spec {
+        name: "allow_bytes",
+        example: "allow_bytes = 1024",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "allow_allocs",
+        example: "allow_allocs = 2",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "max_allocs",
+        example: "max_allocs = 0",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "max_bytes",
+        example: "max_bytes = 4096",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "max_peak_bytes",
+        example: "max_peak_bytes = 65536",
+        repeatable: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "ignore",
+        example: "ignore = \"my_crate::cache::*\"",
+        repeatable: true,
+        parse: parse_pattern,
+    },
+];
+
+/// A non-negative whole number, forwarded as is: `repeat = 3`, `allow_bytes = 1_024`.
+fn parse_count(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
+    let expected = || format!("expected a whole number, e.g. `{}`", example_of(key));
+    let literal: syn::LitInt = value
+        .parse()
+        .map_err(|error| Error::new(error.span(), expected()))?;
+    if !literal.suffix().is_empty() || literal.base10_parse::<u64>().is_err() {
+        return Err(Error::new(literal.span(), expected()));
+    }
+    let unsuffixed = proc_macro2::Literal::u64_unsuffixed(literal.base10_parse::<u64>()?);
+    args.forward(key, unsuffixed);
+    end_of_value(value, key)
+}
+
+/// `reachable = "fail"` or `reachable = "ignore"`.
+fn parse_reachable(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
+    let literal: LitStr = value.parse().map_err(|error| {
+        Error::new(
+            error.span(),
+            "expected `reachable = \"fail\"` or `reachable = \"ignore\"`",
+        )
+    })?;
+    let variant =
+        match literal.value().as_str() {
+            "fail" => quote::quote!(Reachable::Fail),
+            "ignore" => quote::quote!(Reachable::Ignore),
+            other => return Err(Error::new(
+                literal.span(),
+                format!(
+                    "unknown value `{other}` for `reachable`; expected `\"fail\"` or `\"ignore\"`"
+                ),
+            )),
+        };
+    args.forward_runtime_path(key, variant);
+    end_of_value(value, key)
+}
+
+/// `ignore = "pattern"`, a suppression pattern in LeakSanitizer's syntax.
+fn parse_pattern(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
+    let literal: LitStr = value.parse().map_err(|error| {
+        Error::new(
+            error.span(),
+            format!("expected a pattern string, e.g. `{}`", example_of(key)),
+        )
+    })?;
+    if literal.value().trim().is_empty() {
+        return Err(Error::new(
+            literal.span(),
+            "the pattern is empty; expected e.g. `ignore = \"my_crate::cache::*\"`",
+        ));
+    }
+    args.forward(key, literal);
+    end_of_value(value, key)
+}
+
+fn example_of(key: &Ident) -> &'static str {
+    let name = key.unraw().to_string();
+    OPTIONS
+        .iter()
+        .find(|spec| spec.name == name)
+        .map_or("", |spec| spec.example)
+}
+
+/// Rejects tokens after a complete value: `repeat = 3 4`.
+fn end_of_value(value: ParseStream, key: &Ident) -> syn::Result<()> {
+    if value.is_empty() {
+        Ok(())
+    } else {
+        Err(value.error(format!(
+            "unexpected tokens after the value; expected `{}`",
+            example_of(key)
+        )))
+    }
+}
 
 /// Parses `crate = path::to::leakcheck` or `crate = "path::to::leakcheck"` (tokio's form).
 fn parse_crate(args: &mut Args, _key: &Ident, value: ParseStream) -> syn::Result<()> {
@@ -137,7 +276,7 @@ fn parse_option(
         );
         return Err(Error::new(key.span(), message));
     };
-    if seen.contains(&spec.name) {
+    if seen.contains(&spec.name) && !spec.repeatable {
         return Err(Error::new(
             key.span(),
             format!("duplicate leakcheck option `{name}`"),
@@ -245,11 +384,11 @@ mod tests {
     fn unknown_option_lists_valid_ones() {
         assert_eq!(
             error_messages(quote!(foo)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
         );
         assert_eq!(
             error_messages(quote!(foo = 1)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
         );
     }
 
@@ -257,7 +396,7 @@ mod tests {
     fn not_an_option_name() {
         assert_eq!(
             error_messages(quote!("crate")),
-            ["expected a leakcheck option, one of: `crate`"]
+            ["expected a leakcheck option, one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
         );
     }
 
@@ -274,11 +413,11 @@ mod tests {
         assert_eq!(
             error_messages(quote!(foo, crate = 1, bar(x, y) = 2, crate = b, baz)),
             [
-                "unknown leakcheck option `foo`; expected one of: `crate`",
+                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
                 "expected the path of the leakcheck crate, e.g. `crate = ::leakcheck` or `crate = \"::leakcheck\"`",
-                "unknown leakcheck option `bar`; expected one of: `crate`",
+                "unknown leakcheck option `bar`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
                 "duplicate leakcheck option `crate`",
-                "unknown leakcheck option `baz`; expected one of: `crate`",
+                "unknown leakcheck option `baz`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
             ]
         );
     }
@@ -307,5 +446,83 @@ mod tests {
         args.forward(&key, quote!(3));
         assert_eq!(args.calls[0].method.to_string(), "repeat");
         assert_eq!(args.calls[0].value.to_string(), "3");
+    }
+
+    fn calls(tokens: TokenStream) -> Vec<String> {
+        let args = parse(tokens).expect("parses");
+        args.calls
+            .iter()
+            .map(|call| {
+                format!(
+                    "{}({}){}",
+                    call.method,
+                    call.value,
+                    if call.in_runtime { " in runtime" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runtime_options_are_forwarded_in_order() {
+        assert_eq!(
+            calls(quote!(
+                repeat = 3,
+                allow_bytes = 1_024,
+                reachable = "fail",
+                ignore = "a",
+                ignore = "b"
+            )),
+            [
+                "repeat(3)",
+                "allow_bytes(1024)",
+                "reachable(Reachable :: Fail) in runtime",
+                "ignore(\"a\")",
+                "ignore(\"b\")"
+            ]
+        );
+        assert_eq!(
+            calls(quote!(
+                max_allocs = 0,
+                max_bytes = 10,
+                max_peak_bytes = 20,
+                allow_allocs = 1
+            ))
+            .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn runtime_options_reject_bad_values() {
+        assert_eq!(
+            error_messages(quote!(repeat = "3")),
+            ["expected a whole number, e.g. `repeat = 3`"]
+        );
+        assert_eq!(
+            error_messages(quote!(allow_bytes = -1)),
+            ["expected a whole number, e.g. `allow_bytes = 1024`"]
+        );
+        assert_eq!(
+            error_messages(quote!(max_allocs = 1u8)),
+            ["expected a whole number, e.g. `max_allocs = 0`"]
+        );
+        assert_eq!(
+            error_messages(quote!(repeat = 3 4)),
+            ["unexpected tokens after the value; expected `repeat = 3`"]
+        );
+        assert_eq!(
+            error_messages(quote!(reachable = "always")),
+            ["unknown value `always` for `reachable`; expected `\"fail\"` or `\"ignore\"`"]
+        );
+        assert_eq!(
+            error_messages(quote!(ignore = 3)),
+            ["expected a pattern string, e.g. `ignore = \"my_crate::cache::*\"`"]
+        );
+        assert_eq!(
+            error_messages(quote!(repeat = 1, repeat = 2)),
+            ["duplicate leakcheck option `repeat`"]
+        );
+        assert_eq!(error_messages(quote!(repeat)), ["expected `repeat = 3`"]);
     }
 }

@@ -40,7 +40,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, test_above: bool) -> 
 fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Result<TokenStream> {
     let raw_args = args.clone();
     let args = attr::parse(args);
-    let func = syn::parse2(item).and_then(into_fn).and_then(|func| {
+    let item: Item = syn::parse2(item)?;
+    if let Item::Mod(module) = item {
+        let args = attr::parse(raw_args.clone())?;
+        return expand_mod(&args, raw_args, module);
+    }
+    let func = into_fn(item).and_then(|func| {
         valid::check_fn(&func)?;
         Ok(func)
     });
@@ -61,8 +66,7 @@ fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Re
 fn into_fn(item: Item) -> syn::Result<ItemFn> {
     let head = match item {
         Item::Fn(func) => return Ok(func),
-        // A later issue checks every test in a module: expand `Item::Mod` here.
-        Item::Mod(i) => tokens([&i.mod_token, &i.ident]),
+        Item::Mod(_) => unreachable!("modules are expanded by `expand_mod`"),
         Item::Struct(i) => tokens([&i.struct_token, &i.ident]),
         Item::Enum(i) => tokens([&i.enum_token, &i.ident]),
         Item::Union(i) => tokens([&i.union_token, &i.ident]),
@@ -79,7 +83,7 @@ fn into_fn(item: Item) -> syn::Result<ItemFn> {
     };
     Err(Error::new_spanned(
         head,
-        "#[leakcheck] can only be applied to a function",
+        "#[leakcheck] can only be applied to a function or an inline module",
     ))
 }
 
@@ -101,6 +105,46 @@ fn clear_attrs(item: &mut Item) {
         _ => return,
     };
     attrs.clear();
+}
+
+/// `#[leakcheck(args)] mod tests { ... }`: every test function inside (at any depth of inline
+/// modules) gets `#[leakcheck(args)]`; other items are left alone.
+fn expand_mod(
+    args: &Args,
+    raw_args: TokenStream,
+    mut module: syn::ItemMod,
+) -> syn::Result<TokenStream> {
+    let Some((_, items)) = &mut module.content else {
+        return Err(Error::new_spanned(
+            &module.ident,
+            "#[leakcheck] on a module needs its items inline (`mod tests { ... }`), not in another file",
+        ));
+    };
+    let krate = match &args.krate {
+        Some(krate) => krate.to_token_stream(),
+        None => quote!(::leakcheck),
+    };
+    mark_tests(items, &krate, &raw_args);
+    Ok(module.into_token_stream())
+}
+
+fn mark_tests(items: &mut [Item], krate: &TokenStream, raw_args: &TokenStream) {
+    for item in items {
+        match item {
+            Item::Fn(func)
+                if func.attrs.iter().any(test_attr::is_test)
+                    && test_attr::find_leakcheck(&func.attrs).is_none() =>
+            {
+                func.attrs
+                    .insert(0, syn::parse_quote!(#[#krate::leakcheck(#raw_args)]));
+            }
+            Item::Mod(syn::ItemMod {
+                content: Some((_, items)),
+                ..
+            }) => mark_tests(items, krate, raw_args),
+            _ => {}
+        }
+    }
 }
 
 /// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`.
@@ -167,10 +211,20 @@ fn test_meta(private: &TokenStream, args: &Args, func: &ItemFn) -> TokenStream {
     let should_panic = test_attr::should_panic(&func.attrs);
     // Mixed-site: the user's code cannot see or shadow this local.
     let options = Ident::new("options", Span::mixed_site());
-    let calls = args
-        .calls
-        .iter()
-        .map(|RuntimeCall { method, value }| quote!(let #options = #options.#method(#value);));
+    let calls = args.calls.iter().map(
+        |RuntimeCall {
+             method,
+             value,
+             in_runtime,
+         }| {
+            let value = if *in_runtime {
+                quote!(#private::#value)
+            } else {
+                value.clone()
+            };
+            quote!(let #options = #options.#method(#value);)
+        },
+    );
     quote! {
         &#private::TestMeta {
             fn_name: #fn_name,
@@ -244,7 +298,7 @@ mod tests {
         assert_eq!(
             compile_errors(&expanded),
             [
-                "unknown leakcheck option `foo`; expected one of: `crate`",
+                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
                 "#[leakcheck] test functions cannot take arguments",
             ]
         );
@@ -262,9 +316,6 @@ mod tests {
                     A,
                 }
             ),
-            quote!(
-                mod m {}
-            ),
             quote!(impl S {}),
             quote!(
                 const C: u8 = 0;
@@ -277,9 +328,13 @@ mod tests {
         ] {
             assert_eq!(
                 errors_of(TokenStream::new(), item),
-                ["#[leakcheck] can only be applied to a function"]
+                ["#[leakcheck] can only be applied to a function or an inline module"]
             );
         }
+        assert_eq!(
+            errors_of(TokenStream::new(), quote!(mod elsewhere;)),
+            ["#[leakcheck] on a module needs its items inline (`mod tests { ... }`), not in another file"]
+        );
     }
 
     #[test]

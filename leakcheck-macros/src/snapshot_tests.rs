@@ -150,3 +150,39 @@ fn errors() {
         }
     ));
 }
+
+#[test]
+fn with_options() {
+    insta::assert_snapshot!(expanded(
+        quote!(
+            repeat = 3,
+            reachable = "fail",
+            allow_bytes = 64,
+            ignore = "my_crate::cache"
+        ),
+        quote! {
+            fn grows() {}
+        }
+    ));
+}
+
+#[test]
+fn module() {
+    insta::assert_snapshot!(expanded(
+        quote!(max_allocs = 0),
+        quote! {
+            mod tests {
+                use super::*;
+                fn helper() {}
+                #[test]
+                fn a() {}
+                #[tokio::test]
+                async fn b() {}
+                mod nested {
+                    #[test]
+                    fn c() {}
+                }
+            }
+        }
+    ));
+}

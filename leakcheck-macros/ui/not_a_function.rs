@@ -1,6 +1,6 @@
 // Anything but a function is an error on its keyword and name:
 //
-// error: #[leakcheck] can only be applied to a function
+// error: #[leakcheck] can only be applied to a function or an inline module
 //   |
 //   | struct NotAFunction;
 //   | ^^^^^^^^^^^^^^^^^^^

@@ -1,60 +1,106 @@
-//! One leak check: arm a scope, prove the allocator sees it, run the code, build the report.
-//! Shared by the attribute, [`check`](crate::check) and the async form.
+//! One leak check: arm a scope, prove the allocator sees it, run the body (repeatedly, for
+//! `repeat`), and judge what is left. Shared by the attribute and [`Check::run`].
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
+use crate::options::Check;
 use crate::raw::stack::{self, Unwinder};
-use crate::report::Report;
-use crate::track::{self, Scope};
+use crate::raw::table::Record;
+use crate::report::{Growth, Kind, Report, ReportInput};
+use crate::suppress;
+use crate::track::{self, Scope, ScopeSettings, ScopeStats};
+use std::collections::HashMap;
 use std::fmt;
 
-/// The leakcheck allocator is not the process's global allocator.
+/// Why a check could not start.
 #[derive(Debug)]
-pub(crate) struct NotInstalled;
+pub(crate) enum StartError {
+    /// The leakcheck allocator is not the process's global allocator.
+    NotInstalled,
+    /// More checks run at once than leakcheck has room for.
+    TooManyChecks,
+    /// The suppression file is unusable.
+    Suppressions(suppress::SuppressionError),
+}
 
-impl fmt::Display for NotInstalled {
+impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "leakcheck: the leakcheck allocator is not installed, so nothing could be checked for leaks.\n\
-             Add these two lines to the test crate (the top of the test file, or src/lib.rs):\n\
-             \n    #[global_allocator]\n    static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();\n",
-        )
+        match self {
+            StartError::NotInstalled => f.write_str(
+                "leakcheck: the leakcheck allocator is not installed, so nothing could be checked for leaks.\n\
+                 Add these two lines to the test crate (the top of the test file, or src/lib.rs):\n\
+                 \n    #[global_allocator]\n    static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();\n",
+            ),
+            StartError::TooManyChecks => f.write_str(
+                "leakcheck: more than 128 checks are running at once in this process; \
+                 run fewer tests in parallel (--test-threads) or use cargo-nextest",
+            ),
+            StartError::Suppressions(error) => error.fmt(f),
+        }
     }
 }
 
-/// A check in progress.
-pub(crate) struct Running {
-    scope: Scope,
+/// A check in progress: one scope for all runs of the body.
+pub(crate) struct Runner<'c> {
+    check: &'c Check,
     subject: String,
     stacks: Option<Unwinder>,
+    scope: Scope,
+    rules: &'static [suppress::Rule],
     untracked_before: u64,
+    runs: usize,
+    /// Live bytes of the scope after each run (the first is the warm-up).
+    live_after: Vec<usize>,
+    /// Live bytes and blocks per stack before and after the latest run.
+    by_stack_before: HashMap<u32, (usize, usize)>,
+    by_stack_after: HashMap<u32, (usize, usize)>,
+    /// The last run's statistics, relative to its start.
+    stats: ScopeStats,
 }
 
-impl Running {
+impl<'c> Runner<'c> {
     /// Arms a scope. `unwinder` is the result of [`stack::calibrate`] when stacks are on; the
     /// caller calibrates because only it runs in a frame compiled with the user's flags.
-    pub(crate) fn start(
+    pub(crate) fn new(
+        check: &'c Check,
         config: &Config,
         subject: String,
         unwinder: Option<Unwinder>,
-    ) -> Result<Running, NotInstalled> {
+    ) -> Result<Runner<'c>, StartError> {
         crate::raw::prepare_for_fork();
+        let rules = suppress::file_rules().map_err(StartError::Suppressions)?;
         let stacks = if config.backtrace {
             unwinder.or(Some(stack::unwinder()))
         } else {
             None
         };
-        let scope = Scope::new(stacks.is_some(), config.process_per_test);
-        let running = Running {
-            scope,
+        let budgets = check.max_allocs.is_some()
+            || check.max_bytes.is_some()
+            || check.max_peak_bytes.is_some();
+        let settings = ScopeSettings {
+            stacks: stacks.is_some(),
+            stats: budgets,
+            watch_allocation: check.max_allocs.map(|n| n + 1),
+            process_wide: config.process_per_test,
+        };
+        let scope = Scope::new(settings).map_err(|_| StartError::TooManyChecks)?;
+        let runner = Runner {
+            check,
             subject,
             stacks,
+            scope,
+            rules,
             untracked_before: track::untracked_so_far(),
+            runs: 0,
+            live_after: Vec::new(),
+            by_stack_before: HashMap::new(),
+            by_stack_after: HashMap::new(),
+            stats: ScopeStats::default(),
         };
-        if !running.allocator_sees_scope() {
-            return Err(NotInstalled);
+        if !runner.allocator_sees_scope() {
+            return Err(StartError::NotInstalled);
         }
-        Ok(running)
+        Ok(runner)
     }
 
     /// Allocates one probe block inside the scope: if no record appears, some other global
@@ -67,23 +113,98 @@ impl Running {
         seen
     }
 
-    pub(crate) fn scope(&self) -> &Scope {
-        &self.scope
+    /// Runs the body once inside the scope.
+    pub(crate) fn run<R>(&mut self, body: &mut impl FnMut() -> R) -> R {
+        self.scope.reset_stats();
+        let value = {
+            let _inside = self.scope.enter();
+            body()
+        };
+        self.stats = self.scope.stats();
+        self.runs += 1;
+        if self.check.repeat > 0 {
+            let _blocked = track::Block::new();
+            let records = self.scope.live_records();
+            self.live_after.push(records.iter().map(|r| r.size).sum());
+            self.by_stack_before = std::mem::replace(&mut self.by_stack_after, by_stack(&records));
+        }
+        value
     }
 
-    /// Disarms the scope and reports what is still live.
+    /// Whether every run (warm-up and measured) has been made.
+    pub(crate) fn done(&self) -> bool {
+        self.runs > self.check.repeat
+    }
+
+    /// Disarms the scope and judges what is still live.
     pub(crate) fn finish(self) -> Report {
-        let Running {
-            scope,
+        let Runner {
+            check,
             subject,
             stacks,
+            scope,
+            rules,
             untracked_before,
+            live_after,
+            by_stack_before,
+            by_stack_after,
+            stats,
+            ..
         } = self;
         let records = scope.finish();
         let _blocked = track::Block::new();
-        let untracked = track::untracked_so_far().saturating_sub(untracked_before);
-        Report::build(subject, &records, stacks, untracked)
+        let growth = (check.repeat > 0).then(|| Growth {
+            per_run: live_after
+                .windows(2)
+                .map(|w| w[1] as i64 - w[0] as i64)
+                .collect(),
+            sites: growth_sites(&by_stack_before, &by_stack_after),
+        });
+        let kinds = classify(&records);
+        Report::build(ReportInput {
+            subject,
+            records: &records,
+            kinds: &kinds,
+            stacks,
+            untracked: track::untracked_so_far().saturating_sub(untracked_before),
+            check,
+            stats,
+            growth,
+            rules,
+        })
     }
+}
+
+/// Whether each leftover block is lost or still reachable.
+// TODO(issue 3): the conservative root scan; until it lands every leftover block counts as
+// definitely lost, which is the verdict leakcheck has always given.
+fn classify(records: &[Record]) -> Vec<Kind> {
+    vec![Kind::Definite; records.len()]
+}
+
+fn by_stack(records: &[Record]) -> HashMap<u32, (usize, usize)> {
+    let mut totals: HashMap<u32, (usize, usize)> = HashMap::new();
+    for record in records {
+        let entry = totals.entry(record.stack).or_default();
+        entry.0 += record.size;
+        entry.1 += 1;
+    }
+    totals
+}
+
+/// Stacks whose live bytes grew in the last run, with the growth.
+fn growth_sites(
+    before: &HashMap<u32, (usize, usize)>,
+    after: &HashMap<u32, (usize, usize)>,
+) -> Vec<(u32, usize, usize)> {
+    after
+        .iter()
+        .filter_map(|(&stack, &(bytes, blocks))| {
+            let (old_bytes, old_blocks) = before.get(&stack).copied().unwrap_or_default();
+            (bytes > old_bytes)
+                .then(|| (stack, bytes - old_bytes, blocks.saturating_sub(old_blocks)))
+        })
+        .collect()
 }
 
 /// Calls `f` with tracking suspended on this thread: what it allocates is never reported.

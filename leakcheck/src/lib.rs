@@ -148,9 +148,11 @@
 
 mod check;
 mod config;
+mod options;
 #[allow(unsafe_code)]
 mod raw;
 mod report;
+mod suppress;
 mod symbolize;
 mod track;
 
@@ -160,10 +162,9 @@ pub mod __private;
 
 pub use leakcheck_macros::leakcheck;
 pub use leakcheck_macros::leakcheck as test;
+pub use options::{Check, Reachable};
 pub use raw::alloc::LeakCheck;
-pub use report::{Frame, LeakGroup, Report};
-
-use crate::config::Config;
+pub use report::{BudgetOverrun, Frame, Kind, LeakGroup, Report, SuppressionUse};
 
 /// Runs `body` and reports the heap blocks it allocated that are still live when it returns:
 /// the same check as `#[leakcheck]`, for custom harnesses, property tests and benchmarks.
@@ -190,17 +191,12 @@ use crate::config::Config;
 /// report), or an environment variable has a value leakcheck does not accept.
 #[track_caller]
 pub fn check<F: FnOnce()>(body: F) -> Report {
-    let location = core::panic::Location::caller();
-    let config = Config::from_env().unwrap_or_else(|error| panic!("{error}"));
-    let unwinder = config.backtrace.then(raw::stack::calibrate);
-    let subject = format!("check at {}:{}", location.file(), location.line());
-    let running =
-        check::Running::start(&config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"));
-    {
-        let _inside = running.scope().enter();
-        body();
-    }
-    running.finish()
+    let mut body = Some(body);
+    Check::new().run(move || {
+        if let Some(body) = body.take() {
+            body();
+        }
+    })
 }
 
 /// Runs `f` with leak tracking suspended on this thread and returns its value: what it

@@ -2,7 +2,7 @@
 //! release, in step with the `leakcheck-macros` version pinned by `leakcheck`.
 #![forbid(unsafe_code)]
 
-use crate::check::Running;
+use crate::check::Runner;
 use crate::config::{Config, Mode};
 use crate::raw::stack;
 use crate::report::Report;
@@ -24,17 +24,9 @@ pub struct TestMeta {
     pub options: Options,
 }
 
-/// Options given in the attribute (none yet beyond the defaults).
-#[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
-pub struct Options {}
-
-impl Options {
-    /// The defaults.
-    pub const fn new() -> Self {
-        Options {}
-    }
-}
+/// The attribute's options: the public builder, so each option has one implementation.
+pub use crate::options::Check as Options;
+pub use crate::options::Reachable;
 
 /// Whether a test's return value already fails it (then the failure is the error, not a leak).
 pub trait Outcome {
@@ -89,6 +81,10 @@ fn subject(meta: &TestMeta) -> String {
 #[track_caller]
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     if report.is_clean() {
+        // Allowed or suppressed leaks still show, so nothing is hidden silently.
+        if report.leaked_allocations() > 0 || !report.suppressions_used().is_empty() {
+            eprint!("{report}");
+        }
         return;
     }
     match config.mode {
@@ -100,15 +96,9 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     }
 }
 
+/// Runs a synchronous test body inside a check (`repeat + 1` times with `repeat`).
 #[track_caller]
-fn start(config: &Config, meta: &TestMeta, unwinder: Option<stack::Unwinder>) -> Running {
-    let subject = subject(meta);
-    Running::start(config, subject, unwinder).unwrap_or_else(|error| panic!("{error}"))
-}
-
-/// Runs a synchronous test body inside a check.
-#[track_caller]
-pub fn run_test<R: Outcome>(meta: &TestMeta, body: impl FnOnce() -> R) -> R {
+pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
     let config = config();
     if config.mode == Mode::Off {
         return body();
@@ -116,16 +106,18 @@ pub fn run_test<R: Outcome>(meta: &TestMeta, body: impl FnOnce() -> R) -> R {
     // Called from this generic function, which is compiled in the user's crate with the user's
     // flags, so calibration sees whether their code keeps frame pointers.
     let unwinder = config.backtrace.then(stack::calibrate);
-    let running = start(&config, meta, unwinder);
-    let value = {
-        let _inside = running.scope().enter();
-        body()
-    };
-    let report = running.finish();
-    if !value.is_failure() {
-        verdict(&config, meta, report);
+    let mut runner = Runner::new(&meta.options, &config, subject(meta), unwinder)
+        .unwrap_or_else(|error| panic!("{error}"));
+    loop {
+        let value = runner.run(&mut body);
+        if value.is_failure() || runner.done() {
+            let report = runner.finish();
+            if !value.is_failure() {
+                verdict(&config, meta, report);
+            }
+            return value;
+        }
     }
-    value
 }
 
 /// Leakcheck's own memory, for the benchmarks: (record table bytes, live records, distinct

@@ -1,9 +1,12 @@
 //! The leak report: what a check found, as data and as the text a failing test prints.
 #![forbid(unsafe_code)]
 
+use crate::options::{Check, Reachable};
 use crate::raw::stack::Unwinder;
 use crate::raw::table::Record;
+use crate::suppress::{self, Rule};
 use crate::symbolize::{self, Excuse};
+use crate::track::ScopeStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -16,12 +19,17 @@ const SHOWN_FRAMES: usize = 16;
 /// One resolved stack frame.
 ///
 /// ```
-/// let report = leakcheck::check(|| {});
+/// #[global_allocator]
+/// static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+///
+/// # fn main() {
+/// let report = leakcheck::check(|| std::mem::forget(std::hint::black_box(vec![1u8; 10])));
 /// for group in report.groups() {
 ///     for frame in group.frames() {
 ///         println!("{:?} at {:?}:{:?}", frame.function, frame.file, frame.line);
 ///     }
 /// }
+/// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -38,12 +46,38 @@ pub struct Frame {
     pub address: usize,
 }
 
+/// How a leftover block relates to the program's roots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Nothing points to it: lost for good.
+    Definite,
+    /// Only lost blocks point to it.
+    Indirect,
+    /// A static, a thread-local or a live stack frame still points to it.
+    Reachable,
+    /// Live memory that grew in every measured run of a `repeat` check.
+    Growth,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Definite => "definitely lost",
+            Kind::Indirect => "indirectly lost",
+            Kind::Reachable => "still reachable",
+            Kind::Growth => "grew in the last run",
+        }
+    }
+}
+
 /// Leaked blocks that share one allocation stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeakGroup {
     bytes: usize,
     allocations: usize,
+    kind: Kind,
     frames: Vec<Frame>,
 }
 
@@ -58,16 +92,79 @@ impl LeakGroup {
         self.allocations
     }
 
+    /// How the blocks were lost.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// The allocation stack, innermost (the allocating call) first, trimmed to the user's
     /// frames; empty when stacks were off.
     pub fn frames(&self) -> &[Frame] {
         &self.frames
     }
+
+    /// A suppression line that matches this group, ready to paste into `leakcheck.supp`.
+    pub fn suppression(&self) -> Option<String> {
+        let function = self.frames.iter().find_map(|f| f.function.as_deref())?;
+        let function = function.split("::{{closure}}").next().unwrap_or(function);
+        Some(format!("leak:^{function}$"))
+    }
 }
 
-/// What a check found: the blocks made during the checked code and still live at its end.
+/// A suppression pattern that matched, and how much it hid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SuppressionUse {
+    /// The pattern, as written after `leak:`.
+    pub pattern: String,
+    /// Where it was written: `file:line`, or `#[leakcheck(ignore)]`.
+    pub origin: String,
+    /// Blocks it suppressed.
+    pub allocations: usize,
+    /// Bytes it suppressed.
+    pub bytes: usize,
+}
+
+/// A heap budget (`max_allocs`, `max_bytes`, `max_peak_bytes`) the body went over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BudgetOverrun {
+    /// The option's name.
+    pub budget: &'static str,
+    /// The allowed figure.
+    pub limit: u64,
+    /// The figure measured.
+    pub actual: u64,
+    /// For `max_allocs`: the stack of the first allocation past the budget.
+    pub frames: Vec<Frame>,
+}
+
+/// The growth measured by a `repeat` check.
+pub(crate) struct Growth {
+    /// Live bytes gained by each measured run.
+    pub(crate) per_run: Vec<i64>,
+    /// Stacks whose live blocks grew in the last run: (stack, bytes, blocks).
+    pub(crate) sites: Vec<(u32, usize, usize)>,
+}
+
+/// Everything a report is made from.
+pub(crate) struct ReportInput<'a> {
+    pub(crate) subject: String,
+    pub(crate) records: &'a [Record],
+    pub(crate) kinds: &'a [Kind],
+    pub(crate) stacks: Option<Unwinder>,
+    pub(crate) untracked: u64,
+    pub(crate) check: &'a Check,
+    pub(crate) stats: ScopeStats,
+    pub(crate) growth: Option<Growth>,
+    pub(crate) rules: &'a [Rule],
+}
+
+/// What a check found: the blocks made during the checked code and still live at its end,
+/// judged against the check's options.
 ///
-/// Returned by [`check`](crate::check); a failing `#[leakcheck]` test prints its `Display` form.
+/// Returned by [`check`](crate::check) and [`Check::run`]; a failing `#[leakcheck]` test prints
+/// its `Display` form.
 ///
 /// ```
 /// #[global_allocator]
@@ -75,7 +172,7 @@ impl LeakGroup {
 ///
 /// # fn main() {
 /// let report = leakcheck::check(|| {
-///     std::mem::forget(vec![0u8; 100]);
+///     std::mem::forget(std::hint::black_box(vec![0u8; 100]));
 /// });
 /// assert!(!report.is_clean());
 /// assert_eq!(report.leaked_bytes(), 100);
@@ -90,50 +187,123 @@ pub struct Report {
     groups: Vec<LeakGroup>,
     leaked_bytes: usize,
     leaked_allocations: usize,
-    excused: HashMap<Excuse, (usize, usize)>,
+    reachable: (usize, usize),
+    excused: Vec<(Excuse, usize, usize)>,
+    suppressed: Vec<SuppressionUse>,
+    allowance: Option<(Option<usize>, Option<usize>)>,
+    budgets: Vec<BudgetOverrun>,
+    growth: Option<Vec<i64>>,
     stacks: Option<Unwinder>,
     untracked: u64,
 }
 
 impl Report {
-    /// Whether nothing leaked.
+    /// Whether the check passed: no leak beyond the allowance, no budget broken, no growth in
+    /// every run.
     pub fn is_clean(&self) -> bool {
-        self.leaked_allocations == 0
+        !self.leaks_fail() && self.budgets.is_empty() && !self.grew()
     }
 
-    /// Total bytes leaked.
+    /// Bytes that count as leaked (definitely and indirectly lost; reachable ones too with
+    /// `reachable = "fail"`; for `repeat`, the growth of the last run). Suppressed and allowed
+    /// leaks are included in this figure but do not fail the check.
     pub fn leaked_bytes(&self) -> usize {
         self.leaked_bytes
     }
 
-    /// Number of leaked blocks.
+    /// Blocks that count as leaked, like [`leaked_bytes`](Report::leaked_bytes).
     pub fn leaked_allocations(&self) -> usize {
         self.leaked_allocations
     }
 
-    /// Leaks grouped by allocation stack, largest first.
+    /// Bytes and blocks still reachable at the end (not failing unless `reachable = "fail"`).
+    pub fn reachable(&self) -> (usize, usize) {
+        self.reachable
+    }
+
+    /// Leaks grouped by allocation stack: definitely lost first, then indirectly lost, then
+    /// (with `reachable = "fail"`) reachable, each largest first.
     pub fn groups(&self) -> &[LeakGroup] {
         &self.groups
     }
 
-    /// Builds the report from the records a scope left live. Resolves each distinct stack once.
-    pub(crate) fn build(
-        subject: String,
-        records: &[Record],
-        stacks: Option<Unwinder>,
-        untracked: u64,
-    ) -> Report {
-        let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
-        for record in records {
-            let entry = by_stack.entry(record.stack).or_default();
-            entry.0 += record.size;
-            entry.1 += 1;
+    /// The suppressions that matched, with what they hid.
+    pub fn suppressions_used(&self) -> &[SuppressionUse] {
+        &self.suppressed
+    }
+
+    /// The heap budgets the body went over.
+    pub fn budget_overruns(&self) -> &[BudgetOverrun] {
+        &self.budgets
+    }
+
+    /// For a `repeat` check: the live bytes each measured run added.
+    pub fn growth_per_run(&self) -> Option<&[i64]> {
+        self.growth.as_deref()
+    }
+
+    fn leaks_fail(&self) -> bool {
+        if self.growth.is_some() || self.leaked_allocations == 0 {
+            return false;
         }
-        // Different raw stacks that show the same frames (e.g. differing only below the test
-        // body) are one group to the reader.
-        let mut by_frames: HashMap<Vec<FrameKey>, (Vec<Frame>, usize, usize)> = HashMap::new();
+        match self.allowance {
+            None => true,
+            Some((bytes, allocs)) => {
+                bytes.is_some_and(|b| self.leaked_bytes > b)
+                    || allocs.is_some_and(|a| self.leaked_allocations > a)
+            }
+        }
+    }
+
+    fn grew(&self) -> bool {
+        self.growth
+            .as_ref()
+            .is_some_and(|runs| !runs.is_empty() && runs.iter().all(|&g| g > 0))
+    }
+
+    /// Builds the report. Resolves each distinct stack once.
+    pub(crate) fn build(input: ReportInput<'_>) -> Report {
+        let ReportInput {
+            subject,
+            records,
+            kinds,
+            stacks,
+            untracked,
+            check,
+            stats,
+            growth,
+            rules,
+        } = input;
+        let mut by_stack: HashMap<(u32, Kind), (usize, usize)> = HashMap::new();
+        match &growth {
+            Some(growth) => {
+                for &(stack, bytes, blocks) in &growth.sites {
+                    by_stack.insert((stack, Kind::Growth), (bytes, blocks));
+                }
+            }
+            None => {
+                for (record, &kind) in records.iter().zip(kinds) {
+                    let entry = by_stack.entry((record.stack, kind)).or_default();
+                    entry.0 += record.size;
+                    entry.1 += 1;
+                }
+            }
+        }
+        let ignore_rules: Vec<Rule> = check
+            .ignore
+            .iter()
+            .map(|pattern| Rule {
+                pattern: pattern.clone(),
+                origin: "#[leakcheck(ignore)]".into(),
+            })
+            .collect();
+        // Different raw stacks that show the same frames are one group to the reader.
+        let mut by_frames: HashMap<(Kind, Vec<FrameKey>), (Vec<Frame>, usize, usize)> =
+            HashMap::new();
         let mut excused: HashMap<Excuse, (usize, usize)> = HashMap::new();
-        for (stack, (bytes, allocations)) in by_stack {
+        let mut suppressed: Vec<SuppressionUse> = Vec::new();
+        let mut reachable = (0, 0);
+        for ((stack, kind), (bytes, allocations)) in by_stack {
             let frames = if stack == 0 {
                 Vec::new()
             } else {
@@ -145,39 +315,115 @@ impl Report {
                 entry.1 += allocations;
                 continue;
             }
+            if kind == Kind::Reachable {
+                reachable.0 += bytes;
+                reachable.1 += allocations;
+                if check.reachable == Reachable::Ignore {
+                    continue;
+                }
+            }
+            if let Some(rule) =
+                suppress::find(&ignore_rules, &frames).or_else(|| suppress::find(rules, &frames))
+            {
+                match suppressed
+                    .iter_mut()
+                    .find(|u| u.pattern == rule.pattern && u.origin == rule.origin)
+                {
+                    Some(used) => {
+                        used.allocations += allocations;
+                        used.bytes += bytes;
+                    }
+                    None => suppressed.push(SuppressionUse {
+                        pattern: rule.pattern.clone(),
+                        origin: rule.origin.clone(),
+                        allocations,
+                        bytes,
+                    }),
+                }
+                continue;
+            }
             let shown = symbolize::user_frames(&frames);
-            let entry = by_frames
-                .entry(shown.iter().map(FrameKey::of).collect())
-                .or_insert((shown, 0, 0));
+            let key = (kind, shown.iter().map(FrameKey::of).collect());
+            let entry = by_frames.entry(key).or_insert((shown, 0, 0));
             entry.1 += bytes;
             entry.2 += allocations;
         }
         let mut groups: Vec<LeakGroup> = by_frames
-            .into_values()
-            .map(|(frames, bytes, allocations)| LeakGroup {
+            .into_iter()
+            .map(|((kind, _), (frames, bytes, allocations))| LeakGroup {
                 bytes,
                 allocations,
+                kind,
                 frames,
             })
             .collect();
         groups.sort_by(|a, b| {
-            b.bytes
-                .cmp(&a.bytes)
+            a.kind
+                .cmp(&b.kind)
+                .then(b.bytes.cmp(&a.bytes))
                 .then(b.allocations.cmp(&a.allocations))
                 .then_with(|| a.frames.len().cmp(&b.frames.len()))
         });
-        let leaked_bytes = groups.iter().map(|g| g.bytes).sum();
-        let leaked_allocations = groups.iter().map(|g| g.allocations).sum();
+        let mut excused: Vec<(Excuse, usize, usize)> =
+            excused.into_iter().map(|(e, (b, a))| (e, b, a)).collect();
+        excused.sort_by_key(|(e, ..)| matches!(e, Excuse::OneTimeInit));
+        suppressed.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        let budgets = budget_overruns(check, &stats);
+        let allowance = (check.allow_bytes.is_some() || check.allow_allocs.is_some())
+            .then_some((check.allow_bytes, check.allow_allocs));
+        let leaked_bytes = groups.iter().map(|g| g.bytes).sum::<usize>()
+            + suppressed.iter().map(|s| s.bytes).sum::<usize>();
+        let leaked_allocations = groups.iter().map(|g| g.allocations).sum::<usize>()
+            + suppressed.iter().map(|s| s.allocations).sum::<usize>();
         Report {
             subject,
             groups,
             leaked_bytes,
             leaked_allocations,
+            reachable,
             excused,
+            suppressed,
+            allowance,
+            budgets,
+            growth: growth.map(|g| g.per_run),
             stacks,
             untracked,
         }
     }
+}
+
+fn budget_overruns(check: &Check, stats: &ScopeStats) -> Vec<BudgetOverrun> {
+    let mut overruns = Vec::new();
+    if let Some(limit) = check.max_allocs.filter(|&limit| stats.allocations > limit) {
+        let frames = if stats.watched_stack == 0 {
+            Vec::new()
+        } else {
+            symbolize::user_frames(&symbolize::resolve(stats.watched_stack))
+        };
+        overruns.push(BudgetOverrun {
+            budget: "max_allocs",
+            limit,
+            actual: stats.allocations,
+            frames,
+        });
+    }
+    if let Some(limit) = check.max_bytes.filter(|&limit| stats.bytes > limit) {
+        overruns.push(BudgetOverrun {
+            budget: "max_bytes",
+            limit,
+            actual: stats.bytes,
+            frames: Vec::new(),
+        });
+    }
+    if let Some(limit) = check.max_peak_bytes.filter(|&limit| stats.peak > limit) {
+        overruns.push(BudgetOverrun {
+            budget: "max_peak_bytes",
+            limit,
+            actual: stats.peak,
+            frames: Vec::new(),
+        });
+    }
+    overruns
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -213,16 +459,12 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_clean() {
-            writeln!(f, "leakcheck: no memory leaks in {}", self.subject)?;
-        } else {
-            writeln!(
-                f,
-                "leakcheck: memory leak in {}: {}, {}",
-                self.subject,
-                plural(self.leaked_allocations, "allocation", "allocations"),
-                plural(self.leaked_bytes, "byte", "bytes"),
-            )?;
+        self.write_headline(f)?;
+        for overrun in &self.budgets {
+            writeln!(f)?;
+            write_overrun(f, overrun)?;
+        }
+        if self.leaked_allocations > 0 && !self.groups.is_empty() {
             for group in self.groups.iter().take(SHOWN_GROUPS) {
                 writeln!(f)?;
                 write_group(f, group, self.stacks.is_some())?;
@@ -237,13 +479,29 @@ impl fmt::Display for Report {
                     plural(bytes, "byte", "bytes")
                 )?;
             }
+        }
+        if !self.suppressed.is_empty() {
+            writeln!(f, "\nSuppressions used:")?;
+            for used in &self.suppressed {
+                writeln!(
+                    f,
+                    "  {} in {}: leak:{} ({})",
+                    plural(used.bytes, "byte", "bytes"),
+                    plural(used.allocations, "allocation", "allocations"),
+                    used.pattern,
+                    used.origin
+                )?;
+            }
+        }
+        if !self.is_clean() || self.leaked_allocations > 0 {
             writeln!(f)?;
         }
         self.write_notes(f)?;
         if !self.is_clean() {
+            let what = if self.grew() { "grew" } else { "leaked" };
             writeln!(
                 f,
-                "SUMMARY: leakcheck: {} leaked in {}",
+                "SUMMARY: leakcheck: {} {what} in {}",
                 plural(self.leaked_bytes, "byte", "bytes"),
                 plural(self.leaked_allocations, "allocation", "allocations")
             )?;
@@ -252,11 +510,109 @@ impl fmt::Display for Report {
     }
 }
 
+impl Report {
+    fn write_headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let totals = format!(
+            "{}, {}",
+            plural(self.leaked_allocations, "allocation", "allocations"),
+            plural(self.leaked_bytes, "byte", "bytes")
+        );
+        if let Some(runs) = &self.growth {
+            let runs_text: Vec<String> = runs.iter().map(|g| g.to_string()).collect();
+            let verdict = if self.grew() {
+                "memory grew in every run of"
+            } else {
+                "no steady memory growth in"
+            };
+            writeln!(
+                f,
+                "leakcheck: {verdict} {}: grew by [{}] bytes per run (repeat = {}, after a warm-up run)",
+                self.subject,
+                runs_text.join(", "),
+                runs.len()
+            )?;
+        } else if self.leaks_fail() {
+            let lost: usize = self
+                .groups
+                .iter()
+                .filter(|g| g.kind == Kind::Indirect)
+                .map(|g| g.bytes)
+                .sum();
+            if lost > 0 {
+                let direct: usize = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.kind == Kind::Definite)
+                    .map(|g| g.bytes)
+                    .sum();
+                writeln!(
+                    f,
+                    "leakcheck: memory leak in {}: {} ({} direct, {} indirect) bytes in {}",
+                    self.subject,
+                    thousands(self.leaked_bytes),
+                    thousands(direct),
+                    thousands(lost),
+                    plural(self.leaked_allocations, "allocation", "allocations")
+                )?;
+            } else {
+                writeln!(f, "leakcheck: memory leak in {}: {totals}", self.subject)?;
+            }
+        } else if !self.groups.is_empty() && self.allowance.is_some() {
+            writeln!(
+                f,
+                "leakcheck: leaks in {} are within the allowance: {totals}",
+                self.subject
+            )?;
+        } else if self.budgets.is_empty() {
+            writeln!(f, "leakcheck: no memory leaks in {}", self.subject)?;
+        }
+        if !self.budgets.is_empty() {
+            writeln!(f, "leakcheck: heap budget exceeded in {}", self.subject)?;
+        }
+        if let Some((bytes, allocs)) = self.allowance {
+            let limit = |n: Option<usize>| n.map_or_else(|| "unlimited".to_owned(), thousands);
+            writeln!(
+                f,
+                "allowance: allow_bytes = {}, allow_allocs = {}",
+                limit(bytes),
+                limit(allocs)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_overrun(f: &mut fmt::Formatter<'_>, overrun: &BudgetOverrun) -> fmt::Result {
+    let unit = if overrun.budget == "max_allocs" {
+        ("allocation", "allocations")
+    } else {
+        ("byte", "bytes")
+    };
+    let measured = match overrun.budget {
+        "max_allocs" => "allocated",
+        "max_bytes" => "allocated in total",
+        _ => "live at the peak",
+    };
+    writeln!(
+        f,
+        "{} {measured}, over the budget {} = {}",
+        plural(overrun.actual as usize, unit.0, unit.1),
+        overrun.budget,
+        thousands(overrun.limit as usize)
+    )?;
+    if !overrun.frames.is_empty() {
+        writeln!(f, "the first allocation past the budget was made at:")?;
+        write_frames(f, &overrun.frames)?;
+    }
+    Ok(())
+}
+
 fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -> fmt::Result {
     let what = format!(
-        "{} in {}",
+        "{} in {} {}",
         plural(group.bytes, "byte", "bytes"),
-        plural(group.allocations, "allocation", "allocations")
+        plural(group.allocations, "allocation", "allocations"),
+        group.kind.describe()
     );
     if group.frames.is_empty() {
         let why = if stacks_on {
@@ -267,7 +623,15 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
         return writeln!(f, "{what} ({why})");
     }
     writeln!(f, "{what}, allocated at:")?;
-    for (i, frame) in group.frames.iter().take(SHOWN_FRAMES).enumerate() {
+    write_frames(f, &group.frames)?;
+    if let Some(line) = group.suppression() {
+        writeln!(f, "      to suppress, add to leakcheck.supp: {line}")?;
+    }
+    Ok(())
+}
+
+fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
+    for (i, frame) in frames.iter().take(SHOWN_FRAMES).enumerate() {
         writeln!(
             f,
             "{i:>4}: {}",
@@ -284,21 +648,28 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
             writeln!(f)?;
         }
     }
-    if group.frames.len() > SHOWN_FRAMES {
-        writeln!(
-            f,
-            "      ... {} more frames",
-            group.frames.len() - SHOWN_FRAMES
-        )?;
+    if frames.len() > SHOWN_FRAMES {
+        writeln!(f, "      ... {} more frames", frames.len() - SHOWN_FRAMES)?;
     }
     Ok(())
 }
 
 impl Report {
     fn write_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut excused: Vec<_> = self.excused.iter().collect();
-        excused.sort_by_key(|(reason, _)| matches!(reason, Excuse::OneTimeInit));
-        for (reason, (bytes, allocations)) in excused {
+        if self.reachable.1 > 0 {
+            let verdict = if self.groups.iter().any(|g| g.kind == Kind::Reachable) {
+                "counted as leaks (reachable = \"fail\")"
+            } else {
+                "not counted; reachable = \"fail\" counts them"
+            };
+            writeln!(
+                f,
+                "note: still reachable from statics, thread-locals or the stack: {} in {}, {verdict}",
+                plural(self.reachable.0, "byte", "bytes"),
+                plural(self.reachable.1, "allocation", "allocations"),
+            )?;
+        }
+        for (reason, bytes, allocations) in &self.excused {
             let what = match reason {
                 Excuse::Stdio => {
                     "std's stdout/stderr buffers and the test harness's output capture"
@@ -352,27 +723,46 @@ mod tests {
         assert_eq!(thousands(12_345_678), "12,345,678");
     }
 
-    #[test]
-    fn report_without_stacks_groups_everything_together() {
-        let records: Vec<Record> = (0..12)
+    fn build(records: &[Record], check: &Check) -> Report {
+        let kinds = vec![Kind::Definite; records.len()];
+        Report::build(ReportInput {
+            subject: "test `t`".into(),
+            records,
+            kinds: &kinds,
+            stacks: None,
+            untracked: 0,
+            check,
+            stats: ScopeStats::default(),
+            growth: None,
+            rules: &[],
+        })
+    }
+
+    fn blocks(n: usize, size: usize) -> Vec<Record> {
+        (0..n)
             .map(|i| Record {
                 addr: 0x1000 + i * 16,
-                size: 8,
+                size,
                 stack: 0,
                 scope: 2,
             })
-            .collect();
-        let report = Report::build("test `t`".into(), &records, None, 0);
+            .collect()
+    }
+
+    #[test]
+    fn report_without_stacks_groups_everything_together() {
+        let report = build(&blocks(12, 8), &Check::new());
         assert_eq!(report.leaked_bytes(), 96);
         assert_eq!(report.leaked_allocations(), 12);
         assert_eq!(report.groups().len(), 1);
+        assert!(!report.is_clean());
         let text = report.to_string();
         assert!(
             text.starts_with("leakcheck: memory leak in test `t`: 12 allocations, 96 bytes\n"),
             "{text}"
         );
         assert!(
-            text.contains("96 bytes in 12 allocations (stacks are off)"),
+            text.contains("96 bytes in 12 allocations definitely lost (stacks are off)"),
             "{text}"
         );
         assert!(text.contains("LEAKCHECK_BACKTRACE=1"), "{text}");
@@ -383,8 +773,94 @@ mod tests {
     }
 
     #[test]
+    fn allowances_pass_within_and_fail_beyond() {
+        let within = build(&blocks(2, 10), &Check::new().allow_bytes(20));
+        assert!(within.is_clean(), "{within}");
+        assert!(within.to_string().starts_with("leakcheck: leaks in test `t` are within the allowance: 2 allocations, 20 bytes\nallowance: allow_bytes = 20, allow_allocs = unlimited\n"), "{within}");
+        let beyond = build(&blocks(3, 10), &Check::new().allow_bytes(20));
+        assert!(!beyond.is_clean());
+        assert!(
+            beyond
+                .to_string()
+                .contains("allowance: allow_bytes = 20, allow_allocs = unlimited"),
+            "{beyond}"
+        );
+        let by_count = build(&blocks(3, 1), &Check::new().allow_allocs(2));
+        assert!(!by_count.is_clean(), "{by_count}");
+        assert!(build(&blocks(2, 1000), &Check::new().allow_allocs(2)).is_clean());
+    }
+
+    #[test]
+    fn budgets_name_the_figure_and_the_budget() {
+        let kinds: Vec<Kind> = Vec::new();
+        let check = Check::new()
+            .max_allocs(0)
+            .max_bytes(10)
+            .max_peak_bytes(1000);
+        let report = Report::build(ReportInput {
+            subject: "test `t`".into(),
+            records: &[],
+            kinds: &kinds,
+            stacks: None,
+            untracked: 0,
+            check: &check,
+            stats: ScopeStats {
+                allocations: 3,
+                bytes: 48,
+                peak: 16,
+                watched_stack: 0,
+            },
+            growth: None,
+            rules: &[],
+        });
+        assert!(!report.is_clean());
+        let text = report.to_string();
+        assert!(text.contains("heap budget exceeded in test `t`"), "{text}");
+        assert!(
+            text.contains("3 allocations allocated, over the budget max_allocs = 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("48 bytes allocated in total, over the budget max_bytes = 10"),
+            "{text}"
+        );
+        assert!(!text.contains("max_peak_bytes"), "{text}");
+    }
+
+    #[test]
+    fn growth_fails_only_when_every_run_grew() {
+        let grow = |per_run: Vec<i64>| {
+            let kinds: Vec<Kind> = Vec::new();
+            Report::build(ReportInput {
+                subject: "test `t`".into(),
+                records: &[],
+                kinds: &kinds,
+                stacks: None,
+                untracked: 0,
+                check: &Check::new().repeat(per_run.len()),
+                stats: ScopeStats::default(),
+                growth: Some(Growth {
+                    per_run,
+                    sites: vec![(0, 100, 1)],
+                }),
+                rules: &[],
+            })
+        };
+        let report = grow(vec![100, 100, 100]);
+        assert!(!report.is_clean());
+        assert!(
+            report.to_string().contains(
+                "memory grew in every run of test `t`: grew by [100, 100, 100] bytes per run"
+            ),
+            "{report}"
+        );
+        assert!(grow(vec![0, 0, 100]).is_clean());
+        assert!(grow(vec![100, -100, 100]).is_clean());
+    }
+
+    #[test]
     fn clean_report_says_so() {
-        let report = Report::build("test `t`".into(), &[], Some(Unwinder::FramePointers), 0);
+        let report = build(&[], &Check::new());
         assert!(report.is_clean());
         assert_eq!(
             report.to_string(),

@@ -12,9 +12,61 @@ use crate::raw::table::{self, Record};
 use core::cell::Cell;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// A scope id's low bit says whether its allocations capture stacks, so the hot path needs no
-/// lookup to know.
+/// A scope id carries what the hot path needs to know without a lookup: bit 0, capture stacks;
+/// bit 1, keep allocation statistics (budgets); bits 2..9, the scope's slot in [`SLOTS`];
+/// the rest, a counter that makes ids unique.
 pub(crate) const STACKS_BIT: u32 = 1;
+const STATS_BIT: u32 = 2;
+const SLOT_SHIFT: u32 = 2;
+const SLOT_COUNT: usize = 128;
+const COUNTER_SHIFT: u32 = 9;
+
+fn slot_of(scope: u32) -> &'static Slot {
+    &SLOTS[((scope >> SLOT_SHIFT) as usize) & (SLOT_COUNT - 1)]
+}
+
+/// Per-scope state shared by every thread allocating into the scope. Statistics are only
+/// kept (and their cache line only touched) for scopes with budgets.
+#[repr(align(64))]
+struct Slot {
+    /// The scope using this slot, 0 when free.
+    id: AtomicU32,
+    allocations: AtomicU64,
+    bytes: AtomicU64,
+    live: AtomicU64,
+    peak: AtomicU64,
+    /// Live bytes when the current run started.
+    start_live: AtomicU64,
+    /// The allocation number whose stack to keep (`max_allocs + 1`), 0 for none.
+    watch_allocation: AtomicU64,
+    watched_stack: AtomicU32,
+}
+
+static SLOTS: [Slot; SLOT_COUNT] = [const {
+    Slot {
+        id: AtomicU32::new(0),
+        allocations: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        live: AtomicU64::new(0),
+        peak: AtomicU64::new(0),
+        start_live: AtomicU64::new(0),
+        watch_allocation: AtomicU64::new(0),
+        watched_stack: AtomicU32::new(0),
+    }
+}; SLOT_COUNT];
+
+/// What a scope allocated, for budgets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ScopeStats {
+    /// Allocations (and reallocations of its own blocks) made in the scope.
+    pub(crate) allocations: u64,
+    /// Bytes allocated (a reallocation counts what it grew by).
+    pub(crate) bytes: u64,
+    /// Highest live bytes of the scope's own blocks, above the level when the run started.
+    pub(crate) peak: u64,
+    /// Stack of the allocation numbered `watch_allocation`, if one was made.
+    pub(crate) watched_stack: u32,
+}
 
 #[derive(Clone, Copy)]
 struct ThreadState {
@@ -65,7 +117,19 @@ pub(crate) fn allocated(addr: usize, size: usize) {
 #[inline]
 pub(crate) fn freeing(addr: usize) {
     if TABLE_USERS.load(Ordering::Relaxed) != 0 {
-        table::remove(addr);
+        if let Some(record) = table::remove(addr) {
+            if record.scope & STATS_BIT != 0 {
+                freed_with_stats(record);
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn freed_with_stats(record: Record) {
+    let slot = slot_of(record.scope);
+    if slot.id.load(Ordering::Relaxed) == record.scope {
+        slot.live.fetch_sub(record.size as u64, Ordering::Relaxed);
     }
 }
 
@@ -85,6 +149,9 @@ pub(crate) fn reallocating(addr: usize) -> Option<Record> {
 #[inline]
 pub(crate) fn reallocated(old: Option<Record>, new_addr: usize, new_size: usize) {
     if let Some(old) = old {
+        if new_addr != 0 && old.scope & STATS_BIT != 0 {
+            reallocated_with_stats(&old, new_size);
+        }
         let record = if new_addr == 0 {
             old
         } else {
@@ -95,6 +162,24 @@ pub(crate) fn reallocated(old: Option<Record>, new_addr: usize, new_size: usize)
             }
         };
         store(record);
+    }
+}
+
+#[inline(never)]
+fn reallocated_with_stats(old: &Record, new_size: usize) {
+    let slot = slot_of(old.scope);
+    if slot.id.load(Ordering::Relaxed) != old.scope {
+        return;
+    }
+    slot.allocations.fetch_add(1, Ordering::Relaxed);
+    if new_size > old.size {
+        let grown = (new_size - old.size) as u64;
+        slot.bytes.fetch_add(grown, Ordering::Relaxed);
+        let live = slot.live.fetch_add(grown, Ordering::Relaxed) + grown;
+        slot.peak.fetch_max(live, Ordering::Relaxed);
+    } else {
+        slot.live
+            .fetch_sub((old.size - new_size) as u64, Ordering::Relaxed);
     }
 }
 
@@ -128,27 +213,8 @@ fn record_inherited(addr: usize, size: usize, scope: u32) {
     }
 }
 
-/// Scopes that threads may inherit: registered while armed, so a thread that outlives its
-/// check stops recording into it. Scopes beyond the first 128 at once are not inherited.
-static ACTIVE_SCOPES: [AtomicU32; 128] = [const { AtomicU32::new(0) }; 128];
-
 fn is_active(scope: u32) -> bool {
-    ACTIVE_SCOPES
-        .iter()
-        .any(|s| s.load(Ordering::Acquire) == scope)
-}
-
-fn register_active(scope: u32) -> bool {
-    ACTIVE_SCOPES.iter().any(|s| {
-        s.compare_exchange(0, scope, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    })
-}
-
-fn unregister_active(scope: u32) {
-    for s in &ACTIVE_SCOPES {
-        let _ = s.compare_exchange(scope, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
+    slot_of(scope).id.load(Ordering::Acquire) == scope
 }
 
 /// The scope a thread created now should start in: the creator's, if it is inside an
@@ -185,12 +251,29 @@ fn record(addr: usize, size: usize, scope: u32) {
     } else {
         0
     };
+    if scope & STATS_BIT != 0 {
+        count(scope, size, stack);
+    }
     store(Record {
         addr,
         size,
         stack,
         scope,
     });
+}
+
+fn count(scope: u32, size: usize, stack: u32) {
+    let slot = slot_of(scope);
+    if slot.id.load(Ordering::Relaxed) != scope {
+        return;
+    }
+    let number = slot.allocations.fetch_add(1, Ordering::Relaxed) + 1;
+    if number == slot.watch_allocation.load(Ordering::Relaxed) {
+        slot.watched_stack.store(stack, Ordering::Relaxed);
+    }
+    slot.bytes.fetch_add(size as u64, Ordering::Relaxed);
+    let live = slot.live.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+    slot.peak.fetch_max(live, Ordering::Relaxed);
 }
 
 fn store(record: Record) {
@@ -252,24 +335,66 @@ pub(crate) struct Scope {
     done: bool,
 }
 
+/// More checks run at once than leakcheck has slots for.
+#[derive(Debug)]
+pub(crate) struct TooManyScopes;
+
+/// How a new scope records.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScopeSettings {
+    pub(crate) stacks: bool,
+    /// Keep [`ScopeStats`] (budgets).
+    pub(crate) stats: bool,
+    /// Keep the stack of this allocation (1-based), e.g. the first past `max_allocs`.
+    pub(crate) watch_allocation: Option<u64>,
+    /// One test per process: every thread but the main one records into the scope.
+    pub(crate) process_wide: bool,
+}
+
 impl Scope {
-    pub(crate) fn new(stacks: bool, process_wide: bool) -> Scope {
-        let n = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed).max(1);
-        let id = (n << 1) | if stacks { STACKS_BIT } else { 0 };
+    pub(crate) fn new(settings: ScopeSettings) -> Result<Scope, TooManyScopes> {
+        crate::raw::thread_inheritance();
+        let counter =
+            NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 1) + 1;
+        let flags = if settings.stacks { STACKS_BIT } else { 0 }
+            | if settings.stats { STATS_BIT } else { 0 };
+        let (index, id) = SLOTS
+            .iter()
+            .enumerate()
+            .find_map(|(index, slot)| {
+                let id = (counter << COUNTER_SHIFT) | ((index as u32) << SLOT_SHIFT) | flags;
+                // Claim with a placeholder so the statistics are reset before the id is live.
+                slot.id
+                    .compare_exchange(0, u32::MAX, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                    .then_some((index, id))
+            })
+            .ok_or(TooManyScopes)?;
+        let slot = &SLOTS[index];
+        for counter in [
+            &slot.allocations,
+            &slot.bytes,
+            &slot.live,
+            &slot.peak,
+            &slot.start_live,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        slot.watch_allocation
+            .store(settings.watch_allocation.unwrap_or(0), Ordering::Relaxed);
+        slot.watched_stack.store(0, Ordering::Relaxed);
+        slot.id.store(id, Ordering::Release);
         TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         // A nested check inside a process-wide one stays per-thread.
-        let process_wide = process_wide
+        let process_wide = settings.process_wide
             && PROCESS_SCOPE
                 .compare_exchange(0, id, Ordering::Release, Ordering::Relaxed)
                 .is_ok();
-        if crate::raw::thread_inheritance() {
-            register_active(id);
-        }
-        Scope {
+        Ok(Scope {
             id,
             process_wide,
             done: false,
-        }
+        })
     }
 
     /// Makes this thread's allocations belong to the scope until the guard drops; the thread's
@@ -295,27 +420,66 @@ impl Scope {
         table::lookup(addr).is_some_and(|r| r.scope == self.id)
     }
 
+    /// The scope's statistics so far (all zero unless it was created with `stats`).
+    pub(crate) fn stats(&self) -> ScopeStats {
+        let slot = slot_of(self.id);
+        ScopeStats {
+            allocations: slot.allocations.load(Ordering::Relaxed),
+            bytes: slot.bytes.load(Ordering::Relaxed),
+            peak: slot
+                .peak
+                .load(Ordering::Relaxed)
+                .saturating_sub(slot.start_live.load(Ordering::Relaxed)),
+            watched_stack: slot.watched_stack.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the statistics afresh for another run of the body: peaks are measured from the
+    /// live bytes at this point.
+    pub(crate) fn reset_stats(&self) {
+        let slot = slot_of(self.id);
+        slot.allocations.store(0, Ordering::Relaxed);
+        slot.bytes.store(0, Ordering::Relaxed);
+        let live = slot.live.load(Ordering::Relaxed);
+        slot.peak.store(live, Ordering::Relaxed);
+        slot.start_live.store(live, Ordering::Relaxed);
+        slot.watched_stack.store(0, Ordering::Relaxed);
+    }
+
+    /// Copies of the records live under this scope now, leaving them in place.
+    pub(crate) fn live_records(&self) -> Vec<Record> {
+        self.collect(false)
+    }
+
     /// Stops recording and takes every record still live under this scope.
     pub(crate) fn finish(mut self) -> Vec<Record> {
         self.done = true;
         self.disarm_and_drain()
     }
 
-    fn disarm_and_drain(&mut self) -> Vec<Record> {
-        unregister_active(self.id);
-        if self.process_wide {
-            PROCESS_SCOPE.store(0, Ordering::Release);
-        }
+    fn collect(&self, drain: bool) -> Vec<Record> {
         let _blocked = Block::new();
         let mut records = Vec::new();
         loop {
             let mut batch = Vec::with_capacity(table::count_scope(self.id) + 16);
-            let complete = table::drain_scope(self.id, &mut batch);
-            records.append(&mut batch);
+            let complete = table::collect_scope(self.id, &mut batch, drain);
+            // A drained batch is gone from the table and must be kept; an incomplete copy is
+            // simply taken again, whole, with more room.
+            if drain || complete {
+                records.append(&mut batch);
+            }
             if complete {
-                break;
+                return records;
             }
         }
+    }
+
+    fn disarm_and_drain(&mut self) -> Vec<Record> {
+        if self.process_wide {
+            PROCESS_SCOPE.store(0, Ordering::Release);
+        }
+        let records = self.collect(true);
+        slot_of(self.id).id.store(0, Ordering::Release);
         TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
         records
     }

@@ -243,10 +243,32 @@ pub(crate) fn count_scope(scope: u32) -> usize {
         .sum()
 }
 
-/// Moves every record of `scope` into `out` without growing it (the caller's buffer must not
-/// reallocate while a shard lock is held: that would re-enter the allocator and the lock).
-/// Returns true when no record of `scope` is left behind.
-pub(crate) fn drain_scope(scope: u32, out: &mut Vec<Record>) -> bool {
+/// Copies (or, with `drain`, moves) every record of `scope` into `out` without growing it (the
+/// caller's buffer must not reallocate while a shard lock is held: that would re-enter the
+/// allocator and the lock). Returns true when every record of `scope` fitted.
+pub(crate) fn collect_scope(scope: u32, out: &mut Vec<Record>, drain: bool) -> bool {
+    if !drain {
+        let mut complete = true;
+        for shard in &SHARD_TABLE {
+            let shard = shard.0.lock();
+            for record in shard
+                .slots()
+                .iter()
+                .filter(|r| r.addr != 0 && r.scope == scope)
+            {
+                if out.len() == out.capacity() {
+                    complete = false;
+                    break;
+                }
+                out.push(*record);
+            }
+        }
+        return complete;
+    }
+    drain_scope(scope, out)
+}
+
+fn drain_scope(scope: u32, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
         let mut shard = shard.0.lock();

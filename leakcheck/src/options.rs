@@ -1,0 +1,142 @@
+//! [`Check`]: the options of a leak check, shared by the attribute and code.
+#![forbid(unsafe_code)]
+
+use crate::report::Report;
+
+/// What to do with blocks still reachable from a static, a thread-local or a live stack frame
+/// when the body returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reachable {
+    /// Report them in one line; they do not fail the check (the default).
+    #[default]
+    Ignore,
+    /// They fail the check like lost blocks.
+    Fail,
+}
+
+/// A leak check with options: the builder behind `#[leakcheck(...)]` and [`check`](crate::check).
+///
+/// Each method is the attribute option of the same name.
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+///
+/// # fn main() {
+/// let report = leakcheck::Check::new()
+///     .allow_bytes(64)          // up to 64 leaked bytes are fine
+///     .max_allocs(10)           // but the body may allocate at most 10 times
+///     .run(|| {
+///         let v: Vec<u8> = Vec::with_capacity(8);
+///         std::mem::forget(std::hint::black_box(v));
+///     });
+/// assert!(report.is_clean(), "{report}");
+/// assert_eq!(report.leaked_bytes(), 8);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use = "a Check does nothing until `run`"]
+pub struct Check {
+    pub(crate) allow_bytes: Option<usize>,
+    pub(crate) allow_allocs: Option<usize>,
+    pub(crate) max_allocs: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) max_peak_bytes: Option<u64>,
+    pub(crate) repeat: usize,
+    pub(crate) reachable: Reachable,
+    pub(crate) ignore: Vec<String>,
+}
+
+impl Check {
+    /// A check with the defaults: any leak fails it.
+    pub const fn new() -> Check {
+        Check {
+            allow_bytes: None,
+            allow_allocs: None,
+            max_allocs: None,
+            max_bytes: None,
+            max_peak_bytes: None,
+            repeat: 0,
+            reachable: Reachable::Ignore,
+            ignore: Vec::new(),
+        }
+    }
+
+    /// Leaks of up to `bytes` bytes in total pass (`allow_bytes = N`). With only
+    /// [`allow_allocs`](Check::allow_allocs) given, bytes are unlimited, and the other way round.
+    pub fn allow_bytes(mut self, bytes: usize) -> Check {
+        self.allow_bytes = Some(bytes);
+        self
+    }
+
+    /// Leaks of up to `allocations` blocks pass (`allow_allocs = N`).
+    pub fn allow_allocs(mut self, allocations: usize) -> Check {
+        self.allow_allocs = Some(allocations);
+        self
+    }
+
+    /// The body may allocate at most `allocations` times, freed or not; `0` means not at all
+    /// (`max_allocs = N`). Reallocations of the body's own blocks count. A failure shows the
+    /// stack of the first allocation past the budget.
+    pub fn max_allocs(mut self, allocations: u64) -> Check {
+        self.max_allocs = Some(allocations);
+        self
+    }
+
+    /// The body may allocate at most `bytes` bytes in total, freed or not (`max_bytes = N`).
+    pub fn max_bytes(mut self, bytes: u64) -> Check {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// The body's own blocks may never hold more than `bytes` bytes at once
+    /// (`max_peak_bytes = N`).
+    pub fn max_peak_bytes(mut self, bytes: u64) -> Check {
+        self.max_peak_bytes = Some(bytes);
+        self
+    }
+
+    /// Runs the body `runs + 1` times: a warm-up, then `runs` measured runs; fails only if
+    /// EVERY measured run leaves more live memory behind than there was before it (the growth
+    /// of a cache that reachability excuses). `repeat = N` in the attribute.
+    pub fn repeat(mut self, runs: usize) -> Check {
+        self.repeat = runs;
+        self
+    }
+
+    /// Whether blocks still reachable at the end fail the check (`reachable = "fail"`).
+    pub fn reachable(mut self, reachable: Reachable) -> Check {
+        self.reachable = reachable;
+        self
+    }
+
+    /// Leaks whose stack matches `pattern` are suppressed, with the same matching as a
+    /// suppression file's `leak:` lines (`ignore = "pattern"`; may be given several times).
+    pub fn ignore(mut self, pattern: impl Into<String>) -> Check {
+        self.ignore.push(pattern.into());
+        self
+    }
+
+    /// Runs `body` under this check and returns what it found. `body` runs `repeat + 1` times.
+    ///
+    /// # Panics
+    ///
+    /// As [`check`](crate::check).
+    #[track_caller]
+    pub fn run<F: FnMut()>(self, mut body: F) -> Report {
+        let location = core::panic::Location::caller();
+        let subject = format!("check at {}:{}", location.file(), location.line());
+        let config = crate::config::Config::from_env().unwrap_or_else(|error| panic!("{error}"));
+        let unwinder = config.backtrace.then(crate::raw::stack::calibrate);
+        let mut runner = crate::check::Runner::new(&self, &config, subject, unwinder)
+            .unwrap_or_else(|error| panic!("{error}"));
+        loop {
+            runner.run(&mut body);
+            if runner.done() {
+                break;
+            }
+        }
+        runner.finish()
+    }
+}
