@@ -67,6 +67,8 @@ struct Spec {
     example: &'static str,
     /// May be given more than once (each adds to a list).
     repeatable: bool,
+    /// Written alone, without `= value` (`threads`).
+    flag: bool,
     /// Parses the value (all tokens up to the next top-level comma); an error should be spanned
     /// on the offending tokens.
     parse: fn(&mut Args, &Ident, ParseStream) -> syn::Result<()>,
@@ -78,57 +80,114 @@ const OPTIONS: &[Spec] = &[
         name: "crate",
         example: "crate = path::to::leakcheck",
         repeatable: false,
+        flag: false,
         parse: parse_crate,
     },
     Spec {
         name: "repeat",
         example: "repeat = 3",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "reachable",
         example: "reachable = \"fail\"",
         repeatable: false,
+        flag: false,
         parse: parse_reachable,
     },
     Spec {
         name: "allow_bytes",
         example: "allow_bytes = 1024",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "allow_allocs",
         example: "allow_allocs = 2",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "max_allocs",
         example: "max_allocs = 0",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "max_bytes",
         example: "max_bytes = 4096",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "max_peak_bytes",
         example: "max_peak_bytes = 65536",
         repeatable: false,
+        flag: false,
         parse: parse_count,
     },
     Spec {
         name: "ignore",
         example: "ignore = \"my_crate::cache::*\"",
         repeatable: true,
+        flag: false,
+        parse: parse_pattern,
+    },
+    Spec {
+        name: "threads",
+        example: "threads",
+        repeatable: false,
+        flag: true,
+        parse: parse_flag,
+    },
+    Spec {
+        name: "fds",
+        example: "fds",
+        repeatable: false,
+        flag: true,
+        parse: parse_flag,
+    },
+    Spec {
+        name: "resources",
+        example: "resources",
+        repeatable: false,
+        flag: true,
+        parse: parse_flag,
+    },
+    Spec {
+        name: "threads_linger_ms",
+        example: "threads_linger_ms = 100",
+        repeatable: false,
+        flag: false,
+        parse: parse_count,
+    },
+    Spec {
+        name: "ignore_threads",
+        example: "ignore_threads = \"tokio-*\"",
+        repeatable: false,
+        flag: false,
+        parse: parse_pattern,
+    },
+    Spec {
+        name: "ignore_fds",
+        example: "ignore_fds = \"socket:*\"",
+        repeatable: false,
+        flag: false,
         parse: parse_pattern,
     },
 ];
+
+/// A flag: `threads` becomes `options.threads()`.
+fn parse_flag(args: &mut Args, key: &Ident, _value: ParseStream) -> syn::Result<()> {
+    args.forward(key, TokenStream::new());
+    Ok(())
+}
 
 /// A non-negative whole number, forwarded as is: `repeat = 3`, `allow_bytes = 1_024`.
 fn parse_count(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
@@ -152,17 +211,18 @@ fn parse_reachable(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Res
             "expected `reachable = \"fail\"` or `reachable = \"ignore\"`",
         )
     })?;
-    let variant =
-        match literal.value().as_str() {
-            "fail" => quote::quote!(Reachable::Fail),
-            "ignore" => quote::quote!(Reachable::Ignore),
-            other => return Err(Error::new(
+    let variant = match literal.value().as_str() {
+        "fail" => quote::quote!(Reachable::Fail),
+        "ignore" => quote::quote!(Reachable::Ignore),
+        other => {
+            return Err(Error::new(
                 literal.span(),
                 format!(
                     "unknown value `{other}` for `reachable`; expected `\"fail\"` or `\"ignore\"`"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     args.forward_runtime_path(key, variant);
     end_of_value(value, key)
 }
@@ -283,6 +343,13 @@ fn parse_option(
         ));
     }
     seen.push(spec.name);
+    if spec.flag {
+        if eq.is_some() || !value.is_empty() {
+            let message = format!("`{name}` takes no value; write `#[leakcheck({name})]`");
+            return Err(Error::new(key.span(), message));
+        }
+        return (|value: ParseStream| (spec.parse)(args, &key, value)).parse2(value);
+    }
     if eq.is_none() || value.is_empty() {
         let message = format!("expected `{}`", spec.example);
         return Err(Error::new(key.span(), message));
@@ -384,11 +451,11 @@ mod tests {
     fn unknown_option_lists_valid_ones() {
         assert_eq!(
             error_messages(quote!(foo)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
         assert_eq!(
             error_messages(quote!(foo = 1)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
     }
 
@@ -396,7 +463,7 @@ mod tests {
     fn not_an_option_name() {
         assert_eq!(
             error_messages(quote!("crate")),
-            ["expected a leakcheck option, one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`"]
+            ["expected a leakcheck option, one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
     }
 
@@ -413,11 +480,11 @@ mod tests {
         assert_eq!(
             error_messages(quote!(foo, crate = 1, bar(x, y) = 2, crate = b, baz)),
             [
-                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
+                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
                 "expected the path of the leakcheck crate, e.g. `crate = ::leakcheck` or `crate = \"::leakcheck\"`",
-                "unknown leakcheck option `bar`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
+                "unknown leakcheck option `bar`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
                 "duplicate leakcheck option `crate`",
-                "unknown leakcheck option `baz`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`",
+                "unknown leakcheck option `baz`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
             ]
         );
     }
@@ -524,5 +591,23 @@ mod tests {
             ["duplicate leakcheck option `repeat`"]
         );
         assert_eq!(error_messages(quote!(repeat)), ["expected `repeat = 3`"]);
+    }
+
+    #[test]
+    fn flags_take_no_value() {
+        assert_eq!(calls(quote!(threads, fds)), ["threads()", "fds()"]);
+        assert_eq!(
+            calls(quote!(
+                resources,
+                threads_linger_ms = 250,
+                ignore_threads = "tokio-*"
+            ))
+            .len(),
+            3
+        );
+        assert_eq!(
+            error_messages(quote!(threads = 1)),
+            ["`threads` takes no value; write `#[leakcheck(threads)]`"]
+        );
     }
 }

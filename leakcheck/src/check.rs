@@ -7,6 +7,7 @@ use crate::options::Check;
 use crate::raw::stack::{self, Unwinder};
 use crate::raw::table::Record;
 use crate::report::{Growth, Kind, Report, ReportInput};
+use crate::resources::Watch;
 use crate::suppress;
 use crate::track::{self, Scope, ScopeSettings, ScopeStats};
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ pub(crate) struct Runner<'c> {
     by_stack_after: HashMap<u32, (usize, usize)>,
     /// The last run's statistics, relative to its start.
     stats: ScopeStats,
+    /// Threads and file descriptors open before the first run.
+    watch: Watch,
 }
 
 impl<'c> Runner<'c> {
@@ -68,6 +71,8 @@ impl<'c> Runner<'c> {
         unwinder: Option<Unwinder>,
     ) -> Result<Runner<'c>, StartError> {
         crate::raw::prepare_for_fork();
+        // Before the scope: its snapshot of /proc allocates.
+        let watch = Watch::start(&check.resources);
         let rules = suppress::file_rules().map_err(StartError::Suppressions)?;
         let stacks = if config.backtrace {
             unwinder.or(Some(stack::unwinder()))
@@ -96,6 +101,7 @@ impl<'c> Runner<'c> {
             by_stack_before: HashMap::new(),
             by_stack_after: HashMap::new(),
             stats: ScopeStats::default(),
+            watch,
         };
         if !runner.allocator_sees_scope() {
             return Err(StartError::NotInstalled);
@@ -149,8 +155,12 @@ impl<'c> Runner<'c> {
             by_stack_before,
             by_stack_after,
             stats,
+            watch,
             ..
         } = self;
+        // While threads linger on their way out they free what they hold: wait before judging
+        // the heap. The waiting allocates, untracked.
+        let resources = untracked(|| watch.finish());
         let records = scope.finish();
         let _blocked = track::Block::new();
         let growth = (check.repeat > 0).then(|| Growth {
@@ -171,6 +181,7 @@ impl<'c> Runner<'c> {
             stats,
             growth,
             rules,
+            resources,
         })
     }
 }

@@ -60,7 +60,61 @@
 //! - `#[leakcheck(crate = my_reexport::leakcheck)]` names the runtime crate when it is renamed
 //!   or re-exported. Unknown options are compile errors that list the valid ones.
 //!
-//! Without the attribute, the same check from code: [`check`] returns a [`Report`].
+//! Without the attribute, the same check from code: [`check`] returns a [`Report`], and
+//! [`Check`] takes the same options as the attribute.
+//!
+//! # Options
+//!
+//! `#[leakcheck(option = value, ...)]`, or the [`Check`] method of the same name:
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `allow_bytes = N`, `allow_allocs = N` | leaks within the allowance pass (and still show); beyond it the report gives the total and the allowance |
+//! | `max_allocs = N` | the body may allocate at most N times, freed or not (`0`: not at all); a failure shows the stack of the first allocation past the budget |
+//! | `max_bytes = N` | the body may allocate at most N bytes in total, freed or not |
+//! | `max_peak_bytes = N` | the body's own blocks may never hold more than N bytes at once |
+//! | `repeat = N` | run the body N+1 times (a warm-up, then N measured runs) and fail only if EVERY measured run leaves more live memory behind than before it, CPython `-R` style: the report shows `grew by [100, 100, 100] bytes per run` and the growing sites. This catches a cache that grows on every call, which no end-of-test check can tell from a lazy static |
+//! | `reachable = "fail"` | blocks still reachable from statics, thread-locals or the stack fail too (default `"ignore"`) |
+//! | `ignore = "pattern"` | leaks whose stack matches the pattern are suppressed (may be repeated; matching as in suppression files) |
+//! | `crate = path` | the runtime crate is renamed or re-exported |
+//!
+//! Options combine. Unknown options, duplicates and bad values are compile errors that say
+//! what is expected. On an inline module, `#[leakcheck(...)] mod tests { ... }` puts the
+//! attribute with its options on every `#[test]` and `#[tokio::test]` function inside, at any
+//! depth, and leaves other items alone.
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+//!
+//! #[leakcheck::leakcheck(max_allocs = 0)]
+//! fn parsing_is_allocation_free() {
+//!     assert_eq!("42".parse::<u32>(), Ok(42));
+//! }
+//!
+//! #[leakcheck::leakcheck(repeat = 3)]
+//! fn cache_does_not_grow() { /* call the cached function */ }
+//! # fn main() {}
+//! ```
+//!
+//! ## Suppressions
+//!
+//! Known leaks in code you do not own go into a suppression file in LeakSanitizer's syntax:
+//!
+//! ```text
+//! # leakcheck.supp
+//! leak:some_dependency::registry::*
+//! leak:^my_crate::init_logging$
+//! leak:src/generated.rs
+//! ```
+//!
+//! Each `leak:` pattern is matched against the function name, module path and source file of
+//! every frame of a leak's stack: `*` matches any run of characters, `^` and `$` anchor, and an
+//! unanchored pattern may match anywhere. The file is `LEAKCHECK_SUPPRESSIONS=<path>` or else
+//! `leakcheck.supp` in the package directory or a parent up to the workspace root. A
+//! malformed line fails the checked tests with its `file:line`. Reports list the suppressions
+//! that matched ("Suppressions used:", with counts and bytes, so stale ones show) and end each
+//! leak group with a ready-to-paste `leak:` line.
 //!
 //! # Running
 //!
@@ -70,6 +124,7 @@
 //! |---|---|
 //! | `LEAKCHECK` | `fail` (default): a leak fails the test; `warn`: print the report, pass; `off`: no tracking at all |
 //! | `LEAKCHECK_BACKTRACE` | `1` (default): capture allocation stacks; `0`: do not (cheaper, reports have no stacks) |
+//! | `LEAKCHECK_SUPPRESSIONS` | path of a suppression file (see [Suppressions](#suppressions)) |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
 //! values.
@@ -152,6 +207,7 @@ mod options;
 #[allow(unsafe_code)]
 mod raw;
 mod report;
+mod resources;
 mod suppress;
 mod symbolize;
 mod track;

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use crate::report::Report;
+use crate::resources::ResourceOptions;
 
 /// What to do with blocks still reachable from a static, a thread-local or a live stack frame
 /// when the body returns.
@@ -46,6 +47,7 @@ pub struct Check {
     pub(crate) repeat: usize,
     pub(crate) reachable: Reachable,
     pub(crate) ignore: Vec<String>,
+    pub(crate) resources: ResourceOptions,
 }
 
 impl Check {
@@ -60,6 +62,7 @@ impl Check {
             repeat: 0,
             reachable: Reachable::Ignore,
             ignore: Vec::new(),
+            resources: ResourceOptions::new(),
         }
     }
 
@@ -115,6 +118,46 @@ impl Check {
     /// suppression file's `leak:` lines (`ignore = "pattern"`; may be given several times).
     pub fn ignore(mut self, pattern: impl Into<String>) -> Check {
         self.ignore.push(pattern.into());
+        self
+    }
+
+    /// Threads alive when the body returns that were not alive when it started fail the check
+    /// (`threads`). Exact only when the test has the process to itself (cargo-nextest,
+    /// `--test-threads=1`, leakcheck's harness); elsewhere the check is skipped with a note.
+    pub fn threads(mut self) -> Check {
+        self.resources.threads = true;
+        self
+    }
+
+    /// File descriptors open when the body returns that were not open when it started fail
+    /// the check (`fds`), with the same exactness as [`threads`](Check::threads).
+    pub fn fds(mut self) -> Check {
+        self.resources.fds = true;
+        self
+    }
+
+    /// Both [`threads`](Check::threads) and [`fds`](Check::fds) (`resources`).
+    pub fn resources(self) -> Check {
+        self.threads().fds()
+    }
+
+    /// How long to wait for threads and fds that are still going away before deciding
+    /// (`threads_linger_ms = N`, default 100).
+    pub fn threads_linger_ms(mut self, milliseconds: u64) -> Check {
+        self.resources.linger_ms = milliseconds;
+        self
+    }
+
+    /// Threads whose name matches the glob (`*`, `?`) are not reported (`ignore_threads`).
+    pub fn ignore_threads(mut self, glob: impl Into<String>) -> Check {
+        self.resources.ignore_threads = Some(glob.into());
+        self
+    }
+
+    /// File descriptors whose target (a path, `socket:[...]`, `pipe:[...]`) matches the glob
+    /// are not reported (`ignore_fds`).
+    pub fn ignore_fds(mut self, glob: impl Into<String>) -> Check {
+        self.resources.ignore_fds = Some(glob.into());
         self
     }
 

@@ -82,7 +82,10 @@ fn subject(meta: &TestMeta) -> String {
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     if report.is_clean() {
         // Allowed or suppressed leaks still show, so nothing is hidden silently.
-        if report.leaked_allocations() > 0 || !report.suppressions_used().is_empty() {
+        if report.leaked_allocations() > 0
+            || !report.suppressions_used().is_empty()
+            || report.has_notes()
+        {
             eprint!("{report}");
         }
         return;

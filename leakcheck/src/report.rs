@@ -4,6 +4,7 @@
 use crate::options::{Check, Reachable};
 use crate::raw::stack::Unwinder;
 use crate::raw::table::Record;
+use crate::resources::ResourceOutcome;
 use crate::suppress::{self, Rule};
 use crate::symbolize::{self, Excuse};
 use crate::track::ScopeStats;
@@ -158,6 +159,7 @@ pub(crate) struct ReportInput<'a> {
     pub(crate) stats: ScopeStats,
     pub(crate) growth: Option<Growth>,
     pub(crate) rules: &'a [Rule],
+    pub(crate) resources: ResourceOutcome,
 }
 
 /// What a check found: the blocks made during the checked code and still live at its end,
@@ -195,13 +197,37 @@ pub struct Report {
     growth: Option<Vec<i64>>,
     stacks: Option<Unwinder>,
     untracked: u64,
+    resources: ResourceOutcome,
 }
 
 impl Report {
     /// Whether the check passed: no leak beyond the allowance, no budget broken, no growth in
     /// every run.
     pub fn is_clean(&self) -> bool {
-        !self.leaks_fail() && self.budgets.is_empty() && !self.grew()
+        !self.leaks_fail() && self.budgets.is_empty() && !self.grew() && self.resources.is_clean()
+    }
+
+    /// Whether the report carries something to say even when clean (e.g. a skipped thread
+    /// check), so the attribute prints it.
+    pub(crate) fn has_notes(&self) -> bool {
+        !self.resources.notes.is_empty()
+    }
+
+    /// Threads left running and file descriptors left open, as `(tid, name)` and
+    /// `(fd, target)` (only with the `threads` / `fds` options).
+    pub fn leaked_resources(&self) -> (Vec<(u32, String)>, Vec<(u32, String)>) {
+        (
+            self.resources
+                .leaked_threads
+                .iter()
+                .map(|t| (t.tid, t.name.clone()))
+                .collect(),
+            self.resources
+                .leaked_fds
+                .iter()
+                .map(|f| (f.fd, f.target.clone()))
+                .collect(),
+        )
     }
 
     /// Bytes that count as leaked (definitely and indirectly lost; reachable ones too with
@@ -274,6 +300,7 @@ impl Report {
             stats,
             growth,
             rules,
+            resources,
         } = input;
         let mut by_stack: HashMap<(u32, Kind), (usize, usize)> = HashMap::new();
         match &growth {
@@ -387,6 +414,7 @@ impl Report {
             growth: growth.map(|g| g.per_run),
             stacks,
             untracked,
+            resources,
         }
     }
 }
@@ -495,8 +523,17 @@ impl fmt::Display for Report {
         if !self.is_clean() || self.leaked_allocations > 0 {
             writeln!(f)?;
         }
+        if self.resources.leaked_threads.len()
+            + self.resources.leaked_fds.len()
+            + self.resources.notes.len()
+            > 0
+        {
+            write!(f, "{}", self.resources)?;
+        }
         self.write_notes(f)?;
-        if !self.is_clean() {
+        if !self.is_clean()
+            && (self.leaked_allocations > 0 || !self.budgets.is_empty() || self.grew())
+        {
             let what = if self.grew() { "grew" } else { "leaked" };
             writeln!(
                 f,
@@ -691,7 +728,7 @@ impl Report {
                 plural(self.untracked as usize, "allocation", "allocations")
             )?;
         }
-        if self.is_clean() {
+        if self.is_clean() || self.groups.is_empty() {
             return Ok(());
         }
         match self.stacks {
@@ -734,6 +771,7 @@ mod tests {
             stats: ScopeStats::default(),
             growth: None,
             rules: &[],
+            resources: ResourceOutcome::default(),
         })
     }
 
@@ -811,6 +849,7 @@ mod tests {
             },
             growth: None,
             rules: &[],
+            resources: ResourceOutcome::default(),
         });
         assert!(!report.is_clean());
         let text = report.to_string();
@@ -843,6 +882,7 @@ mod tests {
                     sites: vec![(0, 100, 1)],
                 }),
                 rules: &[],
+                resources: ResourceOutcome::default(),
             })
         };
         let report = grow(vec![100, 100, 100]);
