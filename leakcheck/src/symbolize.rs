@@ -82,51 +82,87 @@ pub(crate) enum Owner {
 }
 
 pub(crate) fn owner(frame: &Frame) -> Owner {
-    let Some(name) = frame.function.as_deref() else {
-        return Owner::Std;
-    };
-    let name = name.trim_start_matches('<');
+    let name = frame
+        .function
+        .as_deref()
+        .unwrap_or("")
+        .trim_start_matches('<');
+    let file = frame.file.as_deref().map(Path::to_string_lossy);
+    let file = file.as_deref().unwrap_or("");
+    // Files decide first: with `debug = "line-tables-only"` (the usual release setting)
+    // inlined frames carry short names such as `walk_slow` or `push`, but always their file.
     const MACHINERY: &[&str] = &[
         "leakcheck::",
         "backtrace::",
+        "__rustc::",
         "__rust_alloc",
         "__rust_realloc",
         "__rust_dealloc",
         "__rdl_",
         "__rg_",
     ];
-    if MACHINERY.iter().any(|p| name.starts_with(p)) {
+    if in_leakcheck(file)
+        || in_crate(file, "backtrace")
+        || MACHINERY.iter().any(|p| name.starts_with(p))
+    {
         return Owner::Machinery;
     }
     const RUNNER: &[&str] = &[
         "test::",
-        "std::thread::",
-        "std::sys::thread::",
         "std::rt::",
         "start_thread",
         "clone",
         "__libc_start",
     ];
-    if RUNNER.iter().any(|p| name.starts_with(p)) || name.contains("__rust_begin_short_backtrace") {
+    if file.contains("/library/test/")
+        || RUNNER.iter().any(|p| name.starts_with(p))
+        || name.contains("__rust_begin_short_backtrace")
+        || name.ends_with("thread_start")
+    {
         return Owner::Runner;
     }
     const STD: &[&str] = &[
         "std::",
         "core::",
         "alloc::",
-        "test::",
         "hashbrown::",
         "panic_unwind::",
-        "__",
     ];
-    let std_file = frame.file.as_deref().is_some_and(|f| {
-        let f = f.to_string_lossy();
-        f.starts_with("/rustc/") || f.contains("/library/std/") || f.contains("/library/core/")
-    });
-    if std_file || STD.iter().any(|p| name.starts_with(p)) || !name.contains("::") {
+    if in_std(file)
+        || STD.iter().any(|p| name.starts_with(p))
+        || (file.is_empty() && !name.contains("::"))
+    {
         return Owner::Std;
     }
     Owner::User
+}
+
+/// A file of the standard library, as the precompiled std records it.
+fn in_std(file: &str) -> bool {
+    file.starts_with("/rustc/")
+        || [
+            "/library/std/",
+            "/library/core/",
+            "/library/alloc/",
+            "/rust/deps/",
+        ]
+        .iter()
+        .any(|p| file.contains(p))
+}
+
+/// A file of leakcheck's own source.
+fn in_leakcheck(file: &str) -> bool {
+    const OWN_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+    file.starts_with(OWN_SOURCE) || in_crate(file, "leakcheck")
+}
+
+/// A file of the registry crate `name` (any version): `.../name-1.2.3/src/...`.
+fn in_crate(file: &str, name: &str) -> bool {
+    file.split('/').any(|part| {
+        part.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 /// Why a block left live by the test is not the test's leak, judged from its stack.
@@ -140,8 +176,9 @@ pub(crate) enum Excuse {
 }
 
 pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
-    const STDIO: &[&str] = &["std::io::stdio::"];
-    const ONE_TIME_INIT: &[&str] = &[
+    const STDIO_NAMES: &[&str] = &["std::io::stdio::"];
+    const STDIO_FILES: &[&str] = &["/library/std/src/io/stdio.rs"];
+    const INIT_NAMES: &[&str] = &[
         "std::sync::once_lock::OnceLock<",
         "std::sync::lazy_lock::LazyLock<",
         "std::sync::once::Once::call_once",
@@ -157,16 +194,35 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         "std::sys::thread_local::",
         "lazy_static::lazy::Lazy<",
     ];
+    const INIT_FILES: &[&str] = &[
+        "/library/std/src/sync/once_lock.rs",
+        "/library/std/src/sync/lazy_lock.rs",
+        "/library/std/src/sync/once.rs",
+        "/library/std/src/sync/poison/once.rs",
+        "/library/std/src/sys/sync/once/",
+        "/library/core/src/cell/once.rs",
+        "/library/core/src/cell/lazy.rs",
+        "/library/std/src/sys/thread_local/",
+    ];
     let mut found = None;
     for frame in frames {
-        let Some(name) = frame.function.as_deref() else {
-            continue;
-        };
-        let name = name.trim_start_matches('<');
-        if STDIO.iter().any(|p| name.starts_with(p)) {
+        let name = frame
+            .function
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('<');
+        let file = frame.file.as_deref().map(Path::to_string_lossy);
+        let file = file.as_deref().unwrap_or("");
+        if STDIO_NAMES.iter().any(|p| name.starts_with(p))
+            || STDIO_FILES.iter().any(|p| file.contains(p))
+        {
             return Some(Excuse::Stdio);
         }
-        if ONE_TIME_INIT.iter().any(|p| name.starts_with(p)) {
+        let init = INIT_NAMES.iter().any(|p| name.starts_with(p))
+            || INIT_FILES.iter().any(|p| file.contains(p))
+            || in_crate(file, "once_cell")
+            || in_crate(file, "lazy_static");
+        if init {
             found = Some(Excuse::OneTimeInit);
         }
     }
@@ -239,6 +295,62 @@ mod tests {
                 "config::parses_config::{{closure}}"
             ]
         );
+    }
+
+    fn at(function: &str, file: &str) -> Frame {
+        Frame {
+            function: Some(function.to_owned()),
+            file: Some(file.into()),
+            line: Some(1),
+            column: Some(1),
+            address: 0,
+        }
+    }
+
+    #[test]
+    fn short_inlined_names_are_classified_by_file() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        assert_eq!(
+            owner(&at(
+                "walk_slow",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/raw/stack.rs")
+            )),
+            Owner::Machinery
+        );
+        assert_eq!(
+            owner(&at(
+                "trace_unsynchronized<F>",
+                &format!("{registry}/backtrace-0.3.77/src/backtrace/mod.rs")
+            )),
+            Owner::Machinery
+        );
+        assert_eq!(
+            owner(&at("push", "/rustc/abc/library/alloc/src/vec/mod.rs")),
+            Owner::Std
+        );
+        assert_eq!(owner(&at("helper_fn", "src/lib.rs")), Owner::User);
+        assert_eq!(
+            owner(&at("run_test", "/rustc/abc/library/test/src/lib.rs")),
+            Owner::Runner
+        );
+        assert_eq!(
+            owner(&at("backtrace_parser", "src/backtrace-tools/x.rs")),
+            Owner::User,
+            "not a registry crate"
+        );
+        let lazy = [
+            at("push", "/rustc/abc/library/alloc/src/vec/mod.rs"),
+            at(
+                "initialize",
+                "/rustc/abc/library/std/src/sys/thread_local/native/lazy.rs",
+            ),
+        ];
+        assert_eq!(excuse(&lazy), Some(Excuse::OneTimeInit));
+        let cell = [at(
+            "get_or_init",
+            &format!("{registry}/once_cell-1.21.4/src/lib.rs"),
+        )];
+        assert_eq!(excuse(&cell), Some(Excuse::OneTimeInit));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! touch thread-locals that are const-initialised and have no `Drop`.
 
 pub(crate) mod alloc;
+pub(crate) mod exit;
 pub(crate) mod intern;
+pub(crate) mod scan;
 pub(crate) mod spin;
 pub(crate) mod stack;
 pub(crate) mod table;

@@ -32,7 +32,7 @@ impl<T> SpinLock<T> {
             }
             while self.locked.load(Ordering::Relaxed) {
                 spins = spins.wrapping_add(1);
-                if spins % 64 == 0 {
+                if spins.is_multiple_of(64) {
                     // The holder may be descheduled; give it the core. `yield_now` is a plain
                     // `sched_yield` and does not allocate.
                     std::thread::yield_now();

@@ -124,7 +124,7 @@ mod frame_pointers {
         let word = core::mem::size_of::<usize>();
         let mut n = 0;
         while n < MAX_FRAMES {
-            if fp < low || fp % word != 0 || fp.saturating_add(2 * word) > high {
+            if fp < low || !fp.is_multiple_of(word) || fp.saturating_add(2 * word) > high {
                 break;
             }
             // SAFETY: `fp` and `fp + word` lie within this thread's mapped stack (checked
