@@ -28,7 +28,17 @@ use crate::{test_attr, valid};
 /// `test_above` says whether a built-in `#[test]` is written above the attribute (already
 /// expanded, so invisible in `item`).
 pub(crate) fn expand(args: TokenStream, item: TokenStream, test_above: bool) -> TokenStream {
-    match try_expand(args, item.clone(), test_above) {
+    expand_for(args, item, test_above, harness::Build::current())
+}
+
+/// [`expand`] for the given kind of build (see [`harness::Build`]).
+fn expand_for(
+    args: TokenStream,
+    item: TokenStream,
+    test_above: bool,
+    build: harness::Build,
+) -> TokenStream {
+    match try_expand(args, item.clone(), test_above, build) {
         Ok(expanded) => expanded,
         Err(error) => {
             let error = error.into_compile_error();
@@ -37,7 +47,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, test_above: bool) -> 
     }
 }
 
-fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Result<TokenStream> {
+fn try_expand(
+    args: TokenStream,
+    item: TokenStream,
+    test_above: bool,
+    build: harness::Build,
+) -> syn::Result<TokenStream> {
     let raw_args = args.clone();
     let args = attr::parse(args);
     let item: Item = syn::parse2(item)?;
@@ -51,7 +66,10 @@ fn try_expand(args: TokenStream, item: TokenStream, test_above: bool) -> syn::Re
     });
     match (args, func) {
         (Ok(args), Ok(func)) if func.sig.asyncness.is_some() => {
-            Ok(runtime_first(&args, raw_args, func))
+            Ok(runtime_first(&args, raw_args, func, build))
+        }
+        (Ok(args), Ok(func)) if build == harness::Build::Harness => {
+            Ok(harness::expand_fn(&args, func))
         }
         (Ok(args), Ok(func)) => Ok(expand_fn(&args, func, test_above)),
         (Err(mut error), Err(more)) => {
@@ -149,7 +167,12 @@ fn mark_tests(items: &mut [Item], krate: &TokenStream, raw_args: &TokenStream) {
 
 /// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`.
 /// Validation guarantees the runtime attribute is there.
-fn runtime_first(args: &Args, raw_args: TokenStream, mut func: ItemFn) -> TokenStream {
+fn runtime_first(
+    args: &Args,
+    raw_args: TokenStream,
+    mut func: ItemFn,
+    build: harness::Build,
+) -> TokenStream {
     let Some(position) = func.attrs.iter().position(test_attr::is_test) else {
         return func.into_token_stream();
     };
@@ -158,10 +181,15 @@ fn runtime_first(args: &Args, raw_args: TokenStream, mut func: ItemFn) -> TokenS
         Some(krate) => krate.to_token_stream(),
         None => quote!(::leakcheck),
     };
+    // For `leakcheck::harness`: should the runtime put its own `#[test]` above the inner
+    // `#[leakcheck]` (compiled out with it), the harness still lists the test and says why.
+    let missing = (build == harness::Build::Harness)
+        .then(|| harness::registration(&krate, &func, harness::Body::Missing(&runtime)));
     quote! {
         #runtime
         #[#krate::leakcheck(#raw_args)]
         #func
+        #missing
     }
 }
 
@@ -257,6 +285,430 @@ fn mentions_impl(tokens: TokenStream) -> bool {
         TokenTree::Group(group) => mentions_impl(group.stream()),
         TokenTree::Punct(_) | TokenTree::Literal(_) => false,
     })
+}
+
+/// `leakcheck::harness`: how a `#[leakcheck]` test registers itself for the harness of a
+/// `harness = false` target.
+///
+/// Such a target is compiled without `--test`, where rustc compiles every `#[test]` function
+/// out, while cargo still sets `cfg(test)`: no `cfg` tells the two builds apart, so the
+/// attribute asks the compiler it runs in ([`Build::current`]). Under `--test` (libtest and
+/// nextest) the expansion is the usual one and registers nothing. Without it, the function
+/// loses its built-in `#[test]` and stays an ordinary function, with its body compiled once as
+/// usual and used by an `inventory` registration that the harness collects:
+///
+/// ```text
+/// fn name() -> R { ::leakcheck::__private::run_test(&TestMeta { .. }, move || -> R { body }) }
+/// ::leakcheck::__private::inventory::submit! {
+///     ::leakcheck::__private::Registration { fn_name: "name", module_path: ::core::module_path!(), ..,
+///         body: ::leakcheck::__private::Body::Run(|| ::leakcheck::__private::Verdict::verdict(name())) }
+/// }
+/// ```
+mod harness {
+    use std::sync::OnceLock;
+
+    use proc_macro2::{Span, TokenStream};
+    use quote::{quote, quote_spanned, ToTokens};
+    use syn::ext::IdentExt;
+    use syn::spanned::Spanned;
+    use syn::{Attribute, Expr, ItemFn, Lit, LitStr, Meta, ReturnType};
+
+    use crate::attr::Args;
+    use crate::test_attr;
+
+    /// Whether the crate being expanded is compiled as a libtest test crate.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Build {
+        /// `rustc --test` (`cargo test`, nextest, doc-tests), or a host that does not say
+        /// (an IDE's macro server): `#[test]` functions, as always.
+        Libtest,
+        /// A compiler run without `--test`: a `harness = false` target (or any other crate
+        /// built without `--test`), where `#[test]` functions are compiled out.
+        Harness,
+    }
+
+    impl Build {
+        /// Read from the command line of the compiler this macro runs in (proc macros run
+        /// inside rustc): a compiler invocation names the crate (`--crate-name`, passed by
+        /// cargo and other build systems), and a libtest one has `--test`. Arguments in
+        /// `@file`s (cargo uses one when the line is too long) count too.
+        pub(crate) fn current() -> Build {
+            static CURRENT: OnceLock<Build> = OnceLock::new();
+            *CURRENT.get_or_init(|| {
+                let mut args = Vec::new();
+                for arg in std::env::args_os().skip(1) {
+                    let arg = arg.to_string_lossy().into_owned();
+                    match arg.strip_prefix('@').map(std::fs::read_to_string) {
+                        Some(Ok(file)) => args.extend(file.lines().map(str::to_owned)),
+                        Some(Err(_)) | None => args.push(arg),
+                    }
+                }
+                Build::from_args(&args)
+            })
+        }
+
+        fn from_args(args: &[String]) -> Build {
+            let compiling = args
+                .iter()
+                .any(|arg| arg == "--crate-name" || arg.starts_with("--crate-name="));
+            let test = args.iter().any(|arg| arg == "--test");
+            if compiling && !test {
+                Build::Harness
+            } else {
+                Build::Libtest
+            }
+        }
+    }
+
+    /// What a registration runs.
+    pub(super) enum Body<'a> {
+        /// The checked function, whose value is judged like libtest's `Termination`.
+        Run,
+        /// Nothing: the function carries this other test attribute, which makes its own
+        /// `#[test]` function (compiled out without `--test`).
+        Missing(&'a Attribute),
+    }
+
+    /// The function expanded for a build without `--test`, and its registration.
+    pub(super) fn expand_fn(args: &Args, mut func: ItemFn) -> TokenStream {
+        let krate = match &args.krate {
+            Some(krate) => krate.to_token_stream(),
+            None => quote!(::leakcheck),
+        };
+        match func.attrs.iter().find(|attr| test_attr::is_test(attr)) {
+            Some(other) if !is_builtin_test(other) => {
+                let missing = registration(&krate, &func, Body::Missing(other));
+                let expanded = super::expand_fn(args, func, false);
+                quote!(#expanded #missing)
+            }
+            _ => {
+                func.attrs.retain(|attr| !is_builtin_test(attr));
+                let registration = registration(&krate, &func, Body::Run);
+                // `true`: add no `#[test]`, as when one stands above.
+                let expanded = super::expand_fn(args, func, true);
+                quote!(#expanded #registration)
+            }
+        }
+    }
+
+    /// `#[test]`, `#[::core::prelude::v1::test]`, `#[std::prelude::rust_2021::test]`...: the
+    /// built-in attribute's forms, among them what `#[tokio::test]` leaves below `#[leakcheck]`.
+    fn is_builtin_test(attr: &Attribute) -> bool {
+        let Meta::Path(path) = &attr.meta else {
+            return false;
+        };
+        if path
+            .segments
+            .iter()
+            .any(|segment| !segment.arguments.is_none())
+        {
+            return false;
+        }
+        let segments: Vec<String> = path
+            .segments
+            .iter()
+            .map(|segment| segment.ident.to_string())
+            .collect();
+        match segments.as_slice() {
+            [test] => path.leading_colon.is_none() && test == "test",
+            [krate, prelude, _, test] => {
+                (krate == "core" || krate == "std") && prelude == "prelude" && test == "test"
+            }
+            _ => false,
+        }
+    }
+
+    /// `inventory::submit! { Registration { ... } }` for `func`.
+    pub(super) fn registration(krate: &TokenStream, func: &ItemFn, body: Body) -> TokenStream {
+        let private = quote!(#krate::__private);
+        let ident = &func.sig.ident;
+        let fn_name = LitStr::new(&ident.unraw().to_string(), ident.span());
+        let line = quote_spanned!(ident.span()=> ::core::line!());
+        let ignored = func.attrs.iter().any(|attr| attr.path().is_ident("ignore"));
+        let should_panic = match should_panic(&func.attrs) {
+            None => quote!(#private::ShouldPanic::No),
+            Some(None) => quote!(#private::ShouldPanic::Yes),
+            Some(Some(expected)) => quote!(#private::ShouldPanic::Expected(#expected)),
+        };
+        let body = match body {
+            Body::Run => {
+                // At the return type, so that an error about it (not a test outcome) points there.
+                let span = match &func.sig.output {
+                    ReturnType::Default => Span::call_site(),
+                    ReturnType::Type(_, ty) => ty.span(),
+                };
+                quote_spanned! {span=>
+                    #private::Body::Run(|| #private::Verdict::verdict(#ident()))
+                }
+            }
+            Body::Missing(attribute) => {
+                let path = attribute
+                    .path()
+                    .to_token_stream()
+                    .to_string()
+                    .replace(' ', "");
+                let attribute = LitStr::new(&format!("#[{path}]"), Span::call_site());
+                quote!(#private::Body::Missing { attribute: #attribute })
+            }
+        };
+        quote! {
+            #private::inventory::submit! {
+                #private::Registration {
+                    fn_name: #fn_name,
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: #line,
+                    ignored: #ignored,
+                    should_panic: #should_panic,
+                    body: #body,
+                }
+            }
+        }
+    }
+
+    /// `None` without `#[should_panic]`; `Some(expected)` with it, with the message from
+    /// `#[should_panic(expected = "...")]` or `#[should_panic = "..."]`.
+    fn should_panic(attrs: &[Attribute]) -> Option<Option<LitStr>> {
+        let attr = attrs
+            .iter()
+            .find(|attr| attr.path().is_ident("should_panic"))?;
+        let literal = |expr: &Expr| match expr {
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(text),
+                ..
+            }) => Some(text.clone()),
+            _ => None,
+        };
+        Some(match &attr.meta {
+            Meta::Path(_) => None,
+            Meta::NameValue(pair) => literal(&pair.value),
+            Meta::List(list) => {
+                let mut expected = None;
+                // Malformed arguments are rustc's to report; the harness then takes any panic.
+                let _ = list.parse_nested_meta(|meta| {
+                    if meta.path.is_ident("expected") {
+                        expected = literal(&meta.value()?.parse()?);
+                    }
+                    Ok(())
+                });
+                expected
+            }
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use quote::quote;
+        use syn::parse_quote;
+
+        use super::*;
+
+        fn harness(item: TokenStream) -> String {
+            super::super::expand_for(TokenStream::new(), item, false, Build::Harness).to_string()
+        }
+
+        fn args(args: &[&str]) -> Vec<String> {
+            args.iter().map(|arg| arg.to_string()).collect()
+        }
+
+        #[test]
+        fn the_build_is_read_from_the_compilers_arguments() {
+            let rustc = [
+                "--crate-name",
+                "checked",
+                "--edition=2021",
+                "tests/checked.rs",
+            ];
+            assert_eq!(Build::from_args(&args(&rustc)), Build::Harness);
+            let cfg_test = [&rustc[..], &["--cfg", "test"]].concat();
+            assert_eq!(Build::from_args(&args(&cfg_test)), Build::Harness);
+            let libtest = [&rustc[..], &["--test"]].concat();
+            assert_eq!(Build::from_args(&args(&libtest)), Build::Libtest);
+            assert_eq!(
+                Build::from_args(&args(&["--crate-name=checked", "--test"])),
+                Build::Libtest
+            );
+            // Not a compiler (an IDE's macro server, this test binary): as under libtest.
+            assert_eq!(
+                Build::from_args(&args(&["--format", "json"])),
+                Build::Libtest
+            );
+            assert_eq!(Build::current(), Build::Libtest);
+        }
+
+        #[test]
+        fn builtin_test_attributes_are_recognised() {
+            let builtin: Vec<Attribute> = vec![
+                parse_quote!(#[test]),
+                parse_quote!(#[::core::prelude::v1::test]),
+                parse_quote!(#[core::prelude::rust_2021::test]),
+                parse_quote!(#[::std::prelude::v1::test]),
+            ];
+            for attr in &builtin {
+                assert!(is_builtin_test(attr), "{}", quote!(#attr));
+            }
+            let foreign: Vec<Attribute> = vec![
+                parse_quote!(#[tokio::test]),
+                parse_quote!(#[test_log::test]),
+                parse_quote!(#[rstest]),
+                parse_quote!(#[::test]),
+                parse_quote!(#[test(arg)]),
+                parse_quote!(#[my::prelude::v1::test]),
+            ];
+            for attr in &foreign {
+                assert!(!is_builtin_test(attr), "{}", quote!(#attr));
+            }
+        }
+
+        #[test]
+        fn without_test_the_function_stays_and_registers() {
+            for item in [
+                quote!(
+                    fn t() {}
+                ),
+                quote!(
+                    #[test]
+                    fn t() {}
+                ),
+                quote!(
+                    #[::core::prelude::v1::test]
+                    fn t() {}
+                ),
+            ] {
+                let expanded = harness(item);
+                assert!(expanded.starts_with("fn t () {"), "{expanded}");
+                assert!(!expanded.contains("prelude :: v1 :: test"), "{expanded}");
+                assert!(
+                    expanded.contains(
+                        ":: leakcheck :: __private :: inventory :: submit ! { :: leakcheck :: __private :: Registration { fn_name : \"t\" , module_path : :: core :: module_path ! () , file : :: core :: file ! () , line : :: core :: line ! () , ignored : false , should_panic : :: leakcheck :: __private :: ShouldPanic :: No , body : :: leakcheck :: __private :: Body :: Run (|| :: leakcheck :: __private :: Verdict :: verdict (t ())) , } }"
+                    ),
+                    "{expanded}"
+                );
+            }
+        }
+
+        #[test]
+        fn registration_carries_ignore_and_should_panic() {
+            let ignored = harness(quote!(
+                #[ignore = "slow"]
+                fn t() {}
+            ));
+            assert!(
+                ignored.starts_with("# [ignore = \"slow\"] fn t"),
+                "{ignored}"
+            );
+            assert!(ignored.contains("ignored : true"), "{ignored}");
+            for (item, expected) in [
+                (
+                    quote!(
+                        #[should_panic]
+                        fn t() {}
+                    ),
+                    "ShouldPanic :: Yes",
+                ),
+                (
+                    quote!(
+                        #[should_panic = "boom"]
+                        fn t() {}
+                    ),
+                    "ShouldPanic :: Expected (\"boom\")",
+                ),
+                (
+                    quote!(
+                        #[should_panic(expected = "boom")]
+                        fn t() {}
+                    ),
+                    "ShouldPanic :: Expected (\"boom\")",
+                ),
+            ] {
+                let expanded = harness(item);
+                assert!(expanded.contains(expected), "{expanded}");
+            }
+        }
+
+        #[test]
+        fn renamed_crate_is_used_for_the_registration() {
+            let expanded = super::super::expand_for(
+                quote!(crate = my::leakcheck),
+                quote!(
+                    fn t() {}
+                ),
+                false,
+                Build::Harness,
+            )
+            .to_string();
+            assert!(
+                expanded.contains("my :: leakcheck :: __private :: inventory :: submit !"),
+                "{expanded}"
+            );
+        }
+
+        #[test]
+        fn other_test_attributes_register_as_missing() {
+            let expanded = harness(quote!(
+                #[test_log::test]
+                fn t() {}
+            ));
+            assert!(
+                expanded.starts_with("# [test_log :: test] fn t"),
+                "{expanded}"
+            );
+            assert!(
+                expanded.contains("Body :: Missing { attribute : \"#[test_log::test]\" }"),
+                "{expanded}"
+            );
+            assert!(!expanded.contains("verdict (t ())"), "{expanded}");
+        }
+
+        #[test]
+        fn async_tests_register_as_missing_until_their_runtime_expands() {
+            let expanded = harness(quote!(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn t() {}
+            ));
+            assert!(
+                expanded.starts_with(
+                    "# [tokio :: test (flavor = \"multi_thread\")] # [:: leakcheck :: leakcheck ()] async fn t () { }"
+                ),
+                "{expanded}"
+            );
+            assert!(
+                expanded.contains("Body :: Missing { attribute : \"#[tokio::test]\" }"),
+                "{expanded}"
+            );
+            // What tokio hands the inner `#[leakcheck]`: its `#[test]` below.
+            let generated = harness(quote!(
+                #[::core::prelude::v1::test]
+                fn t() {
+                    let body = async {};
+                    return tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap()
+                        .block_on(body);
+                }
+            ));
+            assert!(generated.starts_with("fn t () {"), "{generated}");
+            assert!(generated.contains("Body :: Run"), "{generated}");
+        }
+
+        #[test]
+        fn libtest_builds_register_nothing() {
+            for item in [
+                quote!(
+                    fn t() {}
+                ),
+                quote!(
+                    #[tokio::test]
+                    async fn t() {}
+                ),
+            ] {
+                let expanded =
+                    super::super::expand_for(TokenStream::new(), item, false, Build::Libtest)
+                        .to_string();
+                assert!(!expanded.contains("inventory"), "{expanded}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,29 @@ pub(crate) struct Config {
     /// The process runs exactly one test (cargo-nextest's process-per-test mode): every thread
     /// but the main one belongs to it.
     pub(crate) process_per_test: bool,
+    /// How reports are printed (`LEAKCHECK_FORMAT`).
+    pub(crate) format: Format,
+    /// Track the whole program from before `main` and report at exit (`LEAKCHECK_AT_EXIT`).
+    pub(crate) at_exit: bool,
+}
+
+/// How reports are printed on stderr (`LEAKCHECK_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The text report (default).
+    Text,
+    /// The JSON report, one line (the schema of `Report::to_json`).
+    Json,
+}
+
+/// The directory for report files (`LEAKCHECK_OUT`); unset or empty: none. Any path is
+/// accepted; it is created when the first file is written.
+pub(crate) fn out_dir() -> Option<std::path::PathBuf> {
+    out_dir_from(std::env::var_os("LEAKCHECK_OUT"))
+}
+
+fn out_dir_from(value: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    value.filter(|v| !v.is_empty()).map(Into::into)
 }
 
 /// An environment variable with a value leakcheck does not accept.
@@ -80,10 +103,34 @@ impl Config {
         };
         let process_per_test =
             lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
+        let format = match lookup("LEAKCHECK_FORMAT").as_deref() {
+            None | Some("") | Some("text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LEAKCHECK_FORMAT",
+                    value: other.to_owned(),
+                    allowed: "`text` (the default), `json`",
+                })
+            }
+        };
+        let at_exit = match lookup("LEAKCHECK_AT_EXIT").as_deref() {
+            None | Some("") | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LEAKCHECK_AT_EXIT",
+                    value: other.to_owned(),
+                    allowed: "`0` (the default), `1` (report what the program leaks at exit)",
+                })
+            }
+        };
         Ok(Config {
             mode,
             backtrace,
             process_per_test,
+            format,
+            at_exit,
         })
     }
 }
@@ -108,7 +155,9 @@ mod tests {
             Config {
                 mode: Mode::Fail,
                 backtrace: true,
-                process_per_test: false
+                process_per_test: false,
+                format: Format::Text,
+                at_exit: false,
             }
         );
         assert_eq!(parse(&[("LEAKCHECK", "")]).unwrap().mode, Mode::Fail);
@@ -144,5 +193,44 @@ mod tests {
             .to_string();
         assert!(err.contains("LEAKCHECK_BACKTRACE=\"true\""), "{err}");
         assert!(err.contains("`1`") && err.contains("`0`"), "{err}");
+    }
+
+    #[test]
+    fn output_settings_parse_strictly() {
+        assert_eq!(
+            parse(&[("LEAKCHECK_FORMAT", "json")]).unwrap().format,
+            Format::Json
+        );
+        assert_eq!(
+            parse(&[("LEAKCHECK_FORMAT", "text")]).unwrap().format,
+            Format::Text
+        );
+        assert_eq!(
+            parse(&[("LEAKCHECK_FORMAT", "")]).unwrap().format,
+            Format::Text
+        );
+        assert!(parse(&[("LEAKCHECK_AT_EXIT", "1")]).unwrap().at_exit);
+        assert!(!parse(&[("LEAKCHECK_AT_EXIT", "0")]).unwrap().at_exit);
+        assert!(!parse(&[("LEAKCHECK_AT_EXIT", "")]).unwrap().at_exit);
+        let err = parse(&[("LEAKCHECK_FORMAT", "JSON")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LEAKCHECK_FORMAT=\"JSON\""), "{err}");
+        assert!(err.contains("`text`") && err.contains("`json`"), "{err}");
+        let err = parse(&[("LEAKCHECK_AT_EXIT", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LEAKCHECK_AT_EXIT=\"yes\""), "{err}");
+        assert!(err.contains("`0`") && err.contains("`1`"), "{err}");
+    }
+
+    #[test]
+    fn out_dir_is_any_non_empty_path() {
+        assert_eq!(out_dir_from(None), None);
+        assert_eq!(out_dir_from(Some("".into())), None);
+        assert_eq!(
+            out_dir_from(Some("target/leakcheck".into())),
+            Some(std::path::PathBuf::from("target/leakcheck"))
+        );
     }
 }

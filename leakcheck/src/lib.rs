@@ -125,6 +125,9 @@
 //! | `LEAKCHECK` | `fail` (default): a leak fails the test; `warn`: print the report, pass; `off`: no tracking at all |
 //! | `LEAKCHECK_BACKTRACE` | `1` (default): capture allocation stacks; `0`: do not (cheaper, reports have no stacks) |
 //! | `LEAKCHECK_SUPPRESSIONS` | path of a suppression file (see [Suppressions](#suppressions)) |
+//! | `LEAKCHECK_OUT` | a directory: each failing checked test writes its report there as JSON and as a DHAT file (see [Report files](#report-files)) |
+//! | `LEAKCHECK_FORMAT` | `text` (default); `json`: print the JSON report instead of the text one |
+//! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit (see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
 //! values.
@@ -140,6 +143,23 @@
 //! - Under cargo-nextest (`NEXTEST_EXECUTION_MODE=process-per-test`), each test has the
 //!   process to itself: the test owns everything allocated during the body on every thread but
 //!   the test runner's main thread, so leaks in threads the test spawns are caught too.
+//! - Under `leakcheck::harness` (below), the same as under cargo-nextest.
+//!
+//! ## Every test exact under `cargo test`: `leakcheck::harness`
+//!
+//! A test target declared with `harness = false` whose `main` calls
+//! `leakcheck::harness::main()` runs its `#[leakcheck]` functions, found without listing them,
+//! one at a time, each owning the process as under cargo-nextest, with libtest's command line
+//! and output, so `cargo test` and `cargo nextest run` both run it:
+//!
+//! ```toml
+//! [[test]]
+//! name = "integration"
+//! harness = false
+//! ```
+//!
+//! The module `leakcheck::harness` shows the test file and says what runs and what cannot. It
+//! needs the feature `harness`, on by default (it brings in libtest-mimic and its clap).
 //!
 //! ## What is not counted
 //!
@@ -151,22 +171,33 @@
 //! - one-time initialisation: blocks allocated while a `LazyLock`, `OnceLock`, `OnceCell`,
 //!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value.
 //!
-//! Deliberate leaks go through [`ignore`].
+//! - blocks still reachable at the end from a static or a thread-local, directly or through
+//!   other such blocks (a registry the test filled, a `thread_local!` cache): leakcheck scans
+//!   the statics of every loaded object and the test thread's TLS conservatively, like
+//!   LeakSanitizer and valgrind, and reports them in one `note:` line.
+//!   `#[leakcheck(reachable = "fail")]` counts them as leaks.
+//!
+//! What is left is lost: **definitely lost** (nothing points to it) or **indirectly lost**
+//! (only lost blocks point to it, like the tail of a forgotten list), and the headline says
+//! `88 (8 direct, 80 indirect) bytes` as valgrind does. Deliberate leaks go through
+//! [`ignore`].
 //!
 //! # Reading a report
 //!
 //! ```text
 //! leakcheck: memory leak in test `config::parses_config`: 2 allocations, 1,048 bytes
 //!
-//! 1,024 bytes in 1 allocation, allocated at:
+//! 1,024 bytes in 1 allocation definitely lost, allocated at:
 //!    0: my_crate::cache::Cache::insert
 //!              at src/cache.rs:42:9
 //!    1: config::parses_config::{{closure}}
 //!              at tests/config.rs:17:5
+//!       to suppress, add to leakcheck.supp: leak:^my_crate::cache::Cache::insert$
 //!
-//! 24 bytes in 1 allocation, allocated at:
+//! 24 bytes in 1 allocation definitely lost, allocated at:
 //!    0: config::parses_config::{{closure}}
 //!              at tests/config.rs:18:13
+//!       to suppress, add to leakcheck.supp: leak:^config::parses_config$
 //!
 //! SUMMARY: leakcheck: 1,048 bytes leaked in 2 allocations
 //! ```
@@ -176,6 +207,67 @@
 //! that called `Box::new`, `Vec::push` or `String::from`, and ends at the test body (shown as
 //! the test's `{{closure}}`, since the body runs in a closure). The report goes to stderr and
 //! into the panic message, so nextest's JUnit output keeps it.
+//!
+//! # Report files
+//!
+//! With `LEAKCHECK_OUT=<dir>`, each checked test that fails (a leak, a broken budget, growth)
+//! writes two files named after the test (`module::test` becomes `module__test`); passing
+//! tests write nothing:
+//!
+//! - `<dir>/<test>.json`: the report in leakcheck's JSON schema, versioned by
+//!   `schema_version` ([`JSON_SCHEMA_VERSION`]): the test, the verdict and its reasons,
+//!   totals, and each group with its kind, bytes, allocations and frames. The fields are listed
+//!   at [`Report::to_json`]. Keep the directory as a CI artifact.
+//! - `<dir>/<test>.dhat.json`: the same leaks in DHAT's file format, which Valgrind's viewer
+//!   opens (`dh_view.html`, "Load"): one program point per leak group, whose bytes and blocks
+//!   "at t-end" are what leaked, with its stack.
+//!
+//! `LEAKCHECK_FORMAT=json` prints the JSON report, on one line, where the text report would
+//! go (stderr and the failing test's panic message). From code: [`Report::to_json`],
+//! [`Report::to_dhat_json`], [`Report::write_files`].
+//!
+//! # Hunting leaks in a program
+//!
+//! Outside tests, install the allocator in the program (a server, a CLI) and ask what grows,
+//! as Python users do with tracemalloc:
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+//!
+//! # fn serve_requests() { std::mem::forget(std::hint::black_box(vec![0u8; 100])); }
+//! # fn main() {
+//! let session = leakcheck::Session::start(); // every thread, from now on
+//! let before = session.snapshot();            // live blocks made since start, by call site
+//! serve_requests();
+//! let after = session.snapshot();
+//! println!("{}", after.diff(&before).top(10)); // call sites by growth, with their stacks
+//! let report = session.finish();               // what is still live, as a test reports it
+//! println!("{report}");
+//! # }
+//! ```
+//!
+//! - [`Session::start`] records every thread's allocations with their stacks until
+//!   [`Session::finish`] (one session per process; blocks made inside a check belong to the
+//!   check). Tracking costs what it costs in a check: it is for hunting, not for production.
+//! - [`Snapshot::diff`] compares two snapshots per call site, sorted like tracemalloc's
+//!   `compare_to` (largest absolute change in bytes first); [`Diff::top`] prints the first
+//!   sites with their stacks. [`Snapshot::sites`] and [`Diff::sites`] give the figures.
+//! - [`Session::finish`] lists every block still live, each group labelled definitely lost,
+//!   indirectly lost or still reachable (from statics and thread-locals), and
+//!   [`Report::write_files`] saves the JSON and DHAT pair.
+//! - [`stats()`] returns process-wide counters at any time, with or without a session:
+//!   allocations, deallocations, reallocations, bytes allocated and freed, live bytes and
+//!   blocks, and a peak ([`Stats::peak_live_bytes`] says exactly what that peak is). Each
+//!   thread counts in a slot of its own without atomic read-modify-writes, so the counters
+//!   cost every allocation a few instructions, and `stats()` sums them.
+//!
+//! With `LEAKCHECK_AT_EXIT=1` a program that installed the allocator needs no code change at
+//! all: a session starts before `main`, and when the program exits (returning from `main` or
+//! calling `std::process::exit`) it prints on stderr what was allocated and is neither freed
+//! nor reachable from a static or thread-local, grouped by call site, like LeakSanitizer's
+//! report (`LEAKCHECK_OUT` and `LEAKCHECK_FORMAT` apply). Linux only; the program runs at the
+//! speed of a checked test. `examples/hunt` in the repository shows both uses.
 //!
 //! # Limitations
 //!
@@ -190,24 +282,37 @@
 //! - The "not counted" rules need stacks: with `LEAKCHECK_BACKTRACE=0`, a `println!` under
 //!   output capture or the first touch of a lazy static can be reported as a leak. Run with
 //!   `--nocapture`, or keep stacks on.
-//! - Something created during the test and kept alive on purpose by a long-lived object that
-//!   existed before the test (a cache in a struct created outside the checked body, a runtime
-//!   created by `#[tokio::test]` when `#[leakcheck]` is above it) is reported, because it is
-//!   still live when the body returns.
+//! - The root scan sees statics and thread-locals, and follows pointers only through blocks
+//!   made during the check. Something kept on purpose by a heap object that existed before the
+//!   check (a cache created by an earlier test, or outside `check`) is reported as lost; use
+//!   `ignore` or a suppression for it. The scan does not read stack frames: the frames above a
+//!   check keep stale copies of addresses (glibc's `free` leaves the freed address behind, and
+//!   the next block of that size gets it), which made real leaks look reachable in our tests,
+//!   so a block that the body hands to a local variable of its caller counts as lost. The scan
+//!   runs on x86_64 Linux with glibc; elsewhere every leftover block counts as lost.
 //! - Release builds without debug info show function names but no file:line; add
 //!   `debug = "line-tables-only"` to the profile for line numbers.
 //! - Frame pointers are walked on x86_64 and aarch64 Linux; other targets use the DWARF
-//!   unwinder. Stacks are cut at 32 frames.
+//!   unwinder. Stacks are cut at 64 frames.
+//! - Sessions and `LEAKCHECK_AT_EXIT`: a block that only another thread's stack or a local
+//!   variable points to is labelled lost (stacks are not scanned, as in checks). A huge
+//!   reachable heap (a panic's backtrace loads ~50 MB of debug info) can contain a word that
+//!   happens to point into a lost block, which then shows as reachable. Exiting through a
+//!   signal or `abort` skips the at-exit report. A session cannot start while a test owns the
+//!   process (cargo-nextest, `leakcheck::harness`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod check;
 mod config;
 mod options;
+mod output;
 #[allow(unsafe_code)]
 mod raw;
 mod report;
 mod resources;
+mod session;
+mod stats;
 mod suppress;
 mod symbolize;
 mod track;
@@ -216,11 +321,17 @@ mod track;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "harness")]
+pub mod harness;
+
 pub use leakcheck_macros::leakcheck;
 pub use leakcheck_macros::leakcheck as test;
 pub use options::{Check, Reachable};
+pub use output::JSON_SCHEMA_VERSION;
 pub use raw::alloc::LeakCheck;
 pub use report::{BudgetOverrun, Frame, Kind, LeakGroup, Report, SuppressionUse};
+pub use session::{Diff, Session, Site, SiteDiff, Snapshot, Top};
+pub use stats::{stats, Stats};
 
 /// Runs `body` and reports the heap blocks it allocated that are still live when it returns:
 /// the same check as `#[leakcheck]`, for custom harnesses, property tests and benchmarks.

@@ -170,10 +170,15 @@ impl Check {
     pub fn run<F: FnMut()>(self, mut body: F) -> Report {
         let location = core::panic::Location::caller();
         let subject = format!("check at {}:{}", location.file(), location.line());
-        let config = crate::config::Config::from_env().unwrap_or_else(|error| panic!("{error}"));
+        let config = match crate::config::Config::from_env() {
+            Ok(config) => config,
+            Err(error) => panic!("{error}"),
+        };
         let unwinder = config.backtrace.then(crate::raw::stack::calibrate);
-        let mut runner = crate::check::Runner::new(&self, &config, subject, unwinder)
-            .unwrap_or_else(|error| panic!("{error}"));
+        let mut runner = match crate::check::Runner::new(&self, &config, subject, unwinder) {
+            Ok(runner) => runner,
+            Err(error) => panic!("{error}"),
+        };
         loop {
             runner.run(&mut body);
             if runner.done() {

@@ -29,14 +29,24 @@ pub use crate::options::Check as Options;
 pub use crate::options::Reachable;
 
 /// Whether a test's return value already fails it (then the failure is the error, not a leak).
-pub trait Outcome {
+pub trait Outcome: Sized {
     /// True when the test fails because of this value.
     fn is_failure(&self) -> bool;
+
+    /// The value a test returns when its body was not run (only `()`: the return type of
+    /// `#[should_panic]` tests).
+    fn without_running() -> Option<Self> {
+        None
+    }
 }
 
 impl Outcome for () {
     fn is_failure(&self) -> bool {
         false
+    }
+
+    fn without_running() -> Option<()> {
+        Some(())
     }
 }
 
@@ -52,9 +62,25 @@ impl Outcome for core::convert::Infallible {
     }
 }
 
+fn config() -> Result<Config, crate::config::ConfigError> {
+    let mut config = Config::from_env()?;
+    // `leakcheck::harness` runs one test at a time: the test owns the process, as under nextest.
+    config.process_per_test |= harness_owns_process();
+    Ok(config)
+}
+
+/// A check that cannot run fails the test. A panic cannot fail a `#[should_panic]` test (it
+/// would pass), so such a test prints the error and returns without running its body, and
+/// libtest fails it for not panicking.
 #[track_caller]
-fn config() -> Config {
-    Config::from_env().unwrap_or_else(|error| panic!("{error}"))
+fn cannot_check<R: Outcome>(meta: &TestMeta, error: &dyn core::fmt::Display) -> R {
+    if meta.should_panic {
+        if let Some(value) = R::without_running() {
+            eprintln!("{error}");
+            return value;
+        }
+    }
+    panic!("{error}")
 }
 
 /// The name libtest and nextest show for this test.
@@ -80,6 +106,8 @@ fn subject(meta: &TestMeta) -> String {
 /// Fails the test for a leak, or only prints the report, as `LEAKCHECK` says.
 #[track_caller]
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
+    // LEAKCHECK_OUT files for a failing test, and LEAKCHECK_FORMAT=json (issue 5).
+    let report = crate::output::for_verdict(config, report);
     if report.is_clean() {
         // Allowed or suppressed leaks still show, so nothing is hidden silently.
         if report.leaked_allocations() > 0
@@ -102,15 +130,20 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
 /// Runs a synchronous test body inside a check (`repeat + 1` times with `repeat`).
 #[track_caller]
 pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
-    let config = config();
+    let config = match config() {
+        Ok(config) => config,
+        Err(error) => return cannot_check(meta, &error),
+    };
     if config.mode == Mode::Off {
         return body();
     }
     // Called from this generic function, which is compiled in the user's crate with the user's
     // flags, so calibration sees whether their code keeps frame pointers.
     let unwinder = config.backtrace.then(stack::calibrate);
-    let mut runner = Runner::new(&meta.options, &config, subject(meta), unwinder)
-        .unwrap_or_else(|error| panic!("{error}"));
+    let mut runner = match Runner::new(&meta.options, &config, subject(meta), unwinder) {
+        Ok(runner) => runner,
+        Err(error) => return cannot_check(meta, &error),
+    };
     loop {
         let value = runner.run(&mut body);
         if value.is_failure() || runner.done() {
@@ -121,6 +154,19 @@ pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
             return value;
         }
     }
+}
+
+/// Reachability scan of `blocks` (address, size) from this thread, for leakcheck's tests:
+/// "definitely", "indirectly" or "reachable" per block; empty where no scan is possible.
+pub fn scan_for_tests(blocks: &[(usize, usize)]) -> Vec<&'static str> {
+    let _blocked = crate::track::Block::new();
+    if !crate::raw::scan::supported() {
+        return Vec::new();
+    }
+    crate::raw::scan::classify(blocks, &[])
+        .into_iter()
+        .map(crate::raw::scan::Reach::name)
+        .collect()
 }
 
 /// Leakcheck's own memory, for the benchmarks: (record table bytes, live records, distinct
@@ -138,4 +184,107 @@ pub fn unwinder() -> &'static str {
         stack::Unwinder::Slow => "dwarf",
         stack::Unwinder::Unknown => "uncalibrated",
     }
+}
+
+// ---- `leakcheck::harness`: every `#[leakcheck]` test registers itself (issue 7) ----
+
+pub use inventory;
+
+/// A `#[leakcheck]` test as `leakcheck::harness` runs it. The attribute submits one in builds
+/// without `--test` (a `harness = false` target), where its `#[test]` function is compiled out.
+#[derive(Debug)]
+pub struct Registration {
+    /// The test function's name.
+    pub fn_name: &'static str,
+    /// `module_path!()` at the test.
+    pub module_path: &'static str,
+    /// `file!()` at the test.
+    pub file: &'static str,
+    /// `line!()` at the test.
+    pub line: u32,
+    /// The test has `#[ignore]`.
+    pub ignored: bool,
+    /// The test's `#[should_panic]`.
+    pub should_panic: ShouldPanic,
+    /// How to run it.
+    pub body: Body,
+}
+
+inventory::collect!(Registration);
+
+/// A test's `#[should_panic]`, which the harness applies (libtest-mimic does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShouldPanic {
+    /// No `#[should_panic]`.
+    No,
+    /// `#[should_panic]`.
+    Yes,
+    /// `#[should_panic(expected = "...")]` or `#[should_panic = "..."]`.
+    Expected(&'static str),
+}
+
+/// What the harness calls for a registered test.
+#[derive(Clone, Copy, Debug)]
+pub enum Body {
+    /// Calls the checked function and turns its value into a verdict ([`Verdict`]).
+    Run(fn() -> Result<(), String>),
+    /// The function also carries `attribute`, another crate's test attribute, whose `#[test]`
+    /// function a `harness = false` target compiles out. A `Run` registration of the same test
+    /// replaces it (`#[tokio::test]` leaves its `#[test]` below `#[leakcheck]`, so the function
+    /// it generates registers itself); otherwise the harness fails the test and says why.
+    Missing {
+        /// The other test attribute, as written.
+        attribute: &'static str,
+    },
+}
+
+/// A test's return value as the harness judges it, like libtest's `Termination`: the error of
+/// an `Err` fails the test with its `Debug` form.
+pub trait Verdict {
+    /// `Err(message)` when the value fails the test.
+    fn verdict(self) -> Result<(), String>;
+}
+
+impl Verdict for () {
+    fn verdict(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<T: Verdict, E: core::fmt::Debug> Verdict for Result<T, E> {
+    fn verdict(self) -> Result<(), String> {
+        match self {
+            Ok(value) => value.verdict(),
+            Err(error) => Err(format!("Error: {error:?}")),
+        }
+    }
+}
+
+impl Verdict for std::process::ExitCode {
+    fn verdict(self) -> Result<(), String> {
+        if self == std::process::ExitCode::SUCCESS {
+            Ok(())
+        } else {
+            Err(
+                "the test returned a termination value with a non-zero status code, \
+                 which indicates a failure"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+impl Verdict for core::convert::Infallible {
+    fn verdict(self) -> Result<(), String> {
+        match self {}
+    }
+}
+
+/// Set by `leakcheck::harness` before it runs any test: it runs checked tests one at a time, so
+/// each check owns every thread but the main one, as under nextest's process-per-test mode.
+pub(crate) static HARNESS_OWNS_PROCESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn harness_owns_process() -> bool {
+    HARNESS_OWNS_PROCESS.load(std::sync::atomic::Ordering::Relaxed)
 }

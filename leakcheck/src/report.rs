@@ -106,9 +106,16 @@ impl LeakGroup {
 
     /// A suppression line that matches this group, ready to paste into `leakcheck.supp`.
     pub fn suppression(&self) -> Option<String> {
-        let function = self.frames.iter().find_map(|f| f.function.as_deref())?;
+        let frame = self.frames.first()?;
+        let function = frame.function.as_deref().unwrap_or("");
         let function = function.split("::{{closure}}").next().unwrap_or(function);
-        Some(format!("leak:^{function}$"))
+        if function.contains("::") {
+            return Some(format!("leak:^{function}$"));
+        }
+        // Short names (`{closure#0}`, inlined frames in builds with line tables only) would
+        // match far too much: the file says where.
+        let file = frame.file.as_ref()?;
+        Some(format!("leak:{}", file.display()))
     }
 }
 
@@ -213,21 +220,22 @@ impl Report {
         !self.resources.notes.is_empty()
     }
 
-    /// Threads left running and file descriptors left open, as `(tid, name)` and
-    /// `(fd, target)` (only with the `threads` / `fds` options).
-    pub fn leaked_resources(&self) -> (Vec<(u32, String)>, Vec<(u32, String)>) {
-        (
-            self.resources
-                .leaked_threads
-                .iter()
-                .map(|t| (t.tid, t.name.clone()))
-                .collect(),
-            self.resources
-                .leaked_fds
-                .iter()
-                .map(|f| (f.fd, f.target.clone()))
-                .collect(),
-        )
+    /// Threads left running when the body returned, as `(tid, name)` (with `threads`).
+    pub fn leaked_threads(&self) -> Vec<(u32, String)> {
+        self.resources
+            .leaked_threads
+            .iter()
+            .map(|t| (t.tid, t.name.clone()))
+            .collect()
+    }
+
+    /// File descriptors left open when the body returned, as `(fd, target)` (with `fds`).
+    pub fn leaked_fds(&self) -> Vec<(u32, String)> {
+        self.resources
+            .leaked_fds
+            .iter()
+            .map(|f| (f.fd, f.target.clone()))
+            .collect()
     }
 
     /// Bytes that count as leaked (definitely and indirectly lost; reachable ones too with
@@ -326,8 +334,7 @@ impl Report {
             })
             .collect();
         // Different raw stacks that show the same frames are one group to the reader.
-        let mut by_frames: HashMap<(Kind, Vec<FrameKey>), (Vec<Frame>, usize, usize)> =
-            HashMap::new();
+        let mut by_frames: HashMap<(Kind, Vec<FrameKey>), Tally> = HashMap::new();
         let mut excused: HashMap<Excuse, (usize, usize)> = HashMap::new();
         let mut suppressed: Vec<SuppressionUse> = Vec::new();
         let mut reachable = (0, 0);
@@ -395,7 +402,7 @@ impl Report {
         let mut excused: Vec<(Excuse, usize, usize)> =
             excused.into_iter().map(|(e, (b, a))| (e, b, a)).collect();
         excused.sort_by_key(|(e, ..)| matches!(e, Excuse::OneTimeInit));
-        suppressed.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        suppressed.sort_by_key(|used| core::cmp::Reverse(used.bytes));
         let budgets = budget_overruns(check, &stats);
         let allowance = (check.allow_bytes.is_some() || check.allow_allocs.is_some())
             .then_some((check.allow_bytes, check.allow_allocs));
@@ -453,6 +460,9 @@ fn budget_overruns(check: &Check, stats: &ScopeStats) -> Vec<BudgetOverrun> {
     overruns
 }
 
+/// The frames shown for a group, with its bytes and blocks.
+type Tally = (Vec<Frame>, usize, usize);
+
 #[derive(PartialEq, Eq, Hash)]
 struct FrameKey(Option<String>, Option<PathBuf>, Option<u32>, Option<u32>);
 
@@ -472,7 +482,7 @@ pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -666,7 +676,7 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
     Ok(())
 }
 
-fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
+pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
     for (i, frame) in frames.iter().take(SHOWN_FRAMES).enumerate() {
         writeln!(
             f,
@@ -746,6 +756,48 @@ impl Report {
         Ok(())
     }
 }
+
+// ---- accessors for sessions and the JSON/DHAT output (issue 5) ----
+
+impl Report {
+    /// What was checked: "test `name`", "check at file:line", "session started at file:line"
+    /// or "program `name`" (for `LEAKCHECK_AT_EXIT`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Leaks beyond the allowance fail the report.
+    pub(crate) fn leaks_fail_report(&self) -> bool {
+        self.leaks_fail()
+    }
+
+    /// Every measured run of a `repeat` check grew.
+    pub(crate) fn grew_every_run(&self) -> bool {
+        self.grew()
+    }
+
+    /// Blocks not counted, by reason: (reason, bytes, blocks).
+    pub(crate) fn not_counted(&self) -> &[(Excuse, usize, usize)] {
+        &self.excused
+    }
+
+    /// The stack walker used, `None` when stacks were off.
+    pub(crate) fn unwinder(&self) -> Option<Unwinder> {
+        self.stacks
+    }
+
+    /// Blocks leakcheck could not record (its bookkeeping ran out of memory).
+    pub(crate) fn untracked(&self) -> u64 {
+        self.untracked
+    }
+
+    /// `allow_bytes` and `allow_allocs`, when either was given.
+    pub(crate) fn allowance(&self) -> Option<(Option<usize>, Option<usize>)> {
+        self.allowance
+    }
+}
+
+// ---- end of issue 5 accessors ----
 
 #[cfg(test)]
 mod tests {

@@ -377,10 +377,12 @@ impl Watch {
         let args: Vec<String> = std::env::args_os()
             .map(|arg| arg.to_string_lossy().into_owned())
             .collect();
-        let alone = alone_in_process(
-            |name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()),
-            &args,
-        );
+        // leakcheck's harness runs one test at a time, whatever `--test-threads` says.
+        let alone = crate::__private::harness_owns_process()
+            || alone_in_process(
+                |name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()),
+                &args,
+            );
         if cfg!(any(target_os = "linux", target_os = "android")) {
             Watch::start_with(options, alone, Proc)
         } else {

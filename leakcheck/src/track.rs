@@ -10,7 +10,7 @@ use crate::raw::intern::{self, MAX_FRAMES};
 use crate::raw::stack;
 use crate::raw::table::{self, Record};
 use core::cell::Cell;
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A scope id carries what the hot path needs to know without a lookup: bit 0, capture stacks;
 /// bit 1, keep allocation statistics (budgets); bits 2..9, the scope's slot in [`SLOTS`];
@@ -89,6 +89,8 @@ thread_local! {
 /// A process-wide scope (one test per process, as under nextest): every thread but the main
 /// one allocates into it.
 static PROCESS_SCOPE: AtomicU32 = AtomicU32::new(0);
+/// The process-wide scope takes the main thread's blocks too (a `Session`, issue 5).
+static PROCESS_INCLUDES_MAIN: AtomicBool = AtomicBool::new(false);
 /// Scopes that are armed or still have records. While 0, frees skip the table entirely.
 static TABLE_USERS: AtomicUsize = AtomicUsize::new(0);
 /// Blocks that should have been tracked but whose record could not be stored (out of memory).
@@ -97,6 +99,7 @@ static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 #[inline]
 pub(crate) fn allocated(addr: usize, size: usize) {
+    crate::stats::allocated(size); // leakcheck::stats() (issue 5)
     let Ok(state) = THREAD.try_with(Cell::get) else {
         return;
     };
@@ -115,7 +118,8 @@ pub(crate) fn allocated(addr: usize, size: usize) {
 }
 
 #[inline]
-pub(crate) fn freeing(addr: usize) {
+pub(crate) fn freeing(addr: usize, size: usize) {
+    crate::stats::deallocated(size); // leakcheck::stats() (issue 5)
     if TABLE_USERS.load(Ordering::Relaxed) != 0 {
         if let Some(record) = table::remove(addr) {
             if record.scope & STATS_BIT != 0 {
@@ -147,7 +151,10 @@ pub(crate) fn reallocating(addr: usize) -> Option<Record> {
 /// A reallocated block keeps its original scope and stack, with its new address and size. A
 /// failed reallocation leaves the old block live, so its record goes back.
 #[inline]
-pub(crate) fn reallocated(old: Option<Record>, new_addr: usize, new_size: usize) {
+pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize, new_size: usize) {
+    if new_addr != 0 {
+        crate::stats::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
+    }
     if let Some(old) = old {
         if new_addr != 0 && old.scope & STATS_BIT != 0 {
             reallocated_with_stats(&old, new_size);
@@ -185,7 +192,7 @@ fn reallocated_with_stats(old: &Record, new_size: usize) {
 
 #[inline(never)]
 fn record_process_wide(addr: usize, size: usize) {
-    if is_main_thread() {
+    if is_main_thread() && !PROCESS_INCLUDES_MAIN.load(Ordering::Relaxed) {
         return;
     }
     // Pairs with the release store in `arm`: the scope's entry in TABLE_USERS is visible
@@ -415,6 +422,22 @@ impl Scope {
         }
     }
 
+    // ---- sessions (issue 5) ----
+
+    /// Whether this scope got the process (none was process-wide before it).
+    pub(crate) fn is_process_wide(&self) -> bool {
+        self.process_wide
+    }
+
+    /// Makes a process-wide scope take the main thread's blocks too, as a `Session` does.
+    pub(crate) fn include_main_thread(&self) {
+        if self.process_wide {
+            PROCESS_INCLUDES_MAIN.store(true, Ordering::Relaxed);
+        }
+    }
+
+    // ---- end sessions ----
+
     /// Whether a block is recorded under this scope (used to prove the allocator is installed).
     pub(crate) fn owns(&self, addr: usize) -> bool {
         table::lookup(addr).is_some_and(|r| r.scope == self.id)
@@ -476,6 +499,7 @@ impl Scope {
 
     fn disarm_and_drain(&mut self) -> Vec<Record> {
         if self.process_wide {
+            PROCESS_INCLUDES_MAIN.store(false, Ordering::Relaxed);
             PROCESS_SCOPE.store(0, Ordering::Release);
         }
         let records = self.collect(true);

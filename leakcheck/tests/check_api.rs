@@ -3,8 +3,6 @@
 #[global_allocator]
 static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 
-use std::sync::mpsc;
-
 // This package's tests build at opt-level 3 (see the workspace profile), where LLVM removes
 // allocations nobody reads: `black_box` keeps them real.
 #[inline(never)]
@@ -133,7 +131,13 @@ fn spawned_threads_belong_to_the_check() {
 fn joined_threads_that_free_everything_are_clean() {
     let report = leakcheck::check(|| {
         let handles: Vec<_> = (0..4)
-            .map(|i| std::thread::spawn(move || (0..1000).map(|j| vec![i as u8; j % 64]).count()))
+            .map(|i| {
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .map(|j| std::hint::black_box(vec![i as u8; j % 64]).len())
+                        .sum::<usize>()
+                })
+            })
             .collect();
         for handle in handles {
             handle.join().unwrap();

@@ -19,6 +19,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 /// (address, size, and the stack that made it) until the block is freed, on any thread.
 pub struct LeakCheck<A = System> {
     inner: A,
+    /// Keeps the `LEAKCHECK_AT_EXIT` constructor linked into every binary that installs the
+    /// allocator (see `raw::exit`); never read.
+    _at_exit: super::exit::Hook,
 }
 
 impl LeakCheck<System> {
@@ -30,7 +33,10 @@ impl LeakCheck<System> {
     /// # fn main() {}
     /// ```
     pub const fn system() -> Self {
-        LeakCheck { inner: System }
+        LeakCheck {
+            inner: System,
+            _at_exit: super::exit::HOOK,
+        }
     }
 }
 
@@ -44,7 +50,10 @@ impl<A> LeakCheck<A> {
     /// # fn main() {}
     /// ```
     pub const fn new(inner: A) -> Self {
-        LeakCheck { inner }
+        LeakCheck {
+            inner,
+            _at_exit: super::exit::HOOK,
+        }
     }
 
     /// The wrapped allocator.
@@ -81,7 +90,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        track::freeing(ptr as usize);
+        track::freeing(ptr as usize, layout.size());
         // SAFETY: forwarded with the caller's guarantees (`ptr` came from this allocator with
         // `layout`).
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -92,7 +101,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
         let moving = track::reallocating(ptr as usize);
         // SAFETY: forwarded with the caller's guarantees.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        track::reallocated(moving, new_ptr as usize, new_size);
+        track::reallocated(moving, layout.size(), new_ptr as usize, new_size);
         new_ptr
     }
 }

@@ -1,0 +1,52 @@
+//! `LEAKCHECK_AT_EXIT=1`: a constructor that runs before `main` and starts a process-wide
+//! session when the variable is set, and an `atexit` hook that reports what is left.
+//!
+//! The constructor is a function pointer in `.init_array`, which the dynamic loader calls
+//! before `main` (as glibc does for C's `__attribute__((constructor))`). A linker keeps an
+//! object file from a library only when something refers to it, so [`HOOK`], the address of
+//! the constructor, is stored in every [`LeakCheck`](super::alloc::LeakCheck) value: installing
+//! the allocator keeps the constructor, at no cost to any allocation.
+
+/// What a `LeakCheck` holds to keep the constructor linked.
+#[cfg(target_os = "linux")]
+pub(crate) type Hook = &'static extern "C" fn();
+#[cfg(not(target_os = "linux"))]
+pub(crate) type Hook = ();
+
+#[cfg(target_os = "linux")]
+pub(crate) const HOOK: Hook = &AT_START;
+#[cfg(not(target_os = "linux"))]
+pub(crate) const HOOK: Hook = ();
+
+// SAFETY: `.init_array` holds pointers to functions that take no arguments the callee must
+// read (glibc passes argc/argv/envp, which an `extern "C" fn()` ignores) and return nothing:
+// `at_start` is such a function, and never unwinds (it catches panics).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static AT_START: extern "C" fn() = at_start;
+
+#[cfg(target_os = "linux")]
+extern "C" fn at_start() {
+    crate::output::mark_epoch();
+    crate::session::start_at_exit();
+}
+
+extern "C" fn at_exit() {
+    crate::session::finish_at_exit();
+}
+
+/// Registers the hook that reports at exit. Returns false if the C library refused.
+pub(crate) fn report_at_exit() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches panics),
+        // as `atexit(3)` requires; registering has no other precondition.
+        unsafe { libc::atexit(at_exit) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = at_exit as extern "C" fn();
+        false
+    }
+}
