@@ -1,0 +1,782 @@
+//! End to end: builds `tests/fixture` (a crate that uses leakcheck the way the manual says a user
+//! should), runs its test binaries as a user's `cargo test` and `cargo nextest run` would, and
+//! checks every verdict and the text of the reports.
+//!
+//! The fixture is built once per profile into `target/fixture`, so later runs are incremental.
+//! Every failed assertion prints the whole output of the subprocess it is about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+// ---- what the fixture's `tests/verdicts.rs` must do ----
+
+/// Tests that leak (and nothing else makes them fail), with the bytes each leaks in one block.
+const LEAKING: &[(&str, usize)] = &[
+    ("forgotten_vec", 1024),
+    ("leak_in_helper", 3000),
+    ("result_ok_leaking", 5000),
+    ("should_panic_leaks_without_panic", 700),
+    ("test_above_attribute", 1201),
+    ("test_below_attribute", 1202),
+    ("leakcheck_test_alone", 1203),
+    ("crate_path_leaking", 1300),
+    ("tokio_above_leaking", 2001),
+    ("tokio_below_leaking", 2002),
+    // On a thread the test spawns: leakcheck interposes `pthread_create` under `cargo test`,
+    // and owns every thread but the main one under nextest.
+    ("leak_in_spawned_thread", 4096),
+];
+
+/// Tests that fail for another reason first: their output must not carry a leak report.
+const FAILING_WITHOUT_REPORT: &[(&str, &str)] = &[
+    ("result_err", "Error: \"the error of result_err\""),
+    ("leaks_and_panics", "the panic of leaks_and_panics"),
+];
+
+const PASSING: &[&str] = &[
+    "clean_allocates_a_lot",
+    "prints_100_lines",
+    "lazy_lock_first_touch",
+    "once_lock_first_touch",
+    "thread_local_first_touch",
+    "ignore_box_leak",
+    "result_ok_clean",
+    "should_panic_leaks_then_panics",
+    "tokio_above_clean",
+    "tokio_below_clean",
+];
+
+const IGNORED: &str = "ignored_leaking";
+
+/// `parallel::leaky_K` leaks `K * 100 + 8` bytes; `parallel::clean_K` leaks nothing.
+const PARALLEL: std::ops::RangeInclusive<usize> = 1..=12;
+
+fn parallel_leaky() -> impl Iterator<Item = (String, usize)> {
+    PARALLEL.map(|k| (format!("parallel::leaky_{k:02}"), k * 100 + 8))
+}
+
+fn parallel_clean() -> impl Iterator<Item = String> {
+    PARALLEL.map(|k| format!("parallel::clean_{k:02}"))
+}
+
+/// Every leaking test whose report e2e checks, with its bytes.
+fn all_leaking() -> Vec<(String, usize)> {
+    LEAKING
+        .iter()
+        .map(|&(name, bytes)| (name.to_owned(), bytes))
+        .chain(parallel_leaky())
+        .collect()
+}
+
+/// Names of the tests that must fail.
+fn expected_failing() -> BTreeSet<String> {
+    all_leaking()
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(
+            FAILING_WITHOUT_REPORT
+                .iter()
+                .map(|(name, _)| name.to_string()),
+        )
+        .collect()
+}
+
+fn expected_passing() -> BTreeSet<String> {
+    PASSING
+        .iter()
+        .map(|name| name.to_string())
+        .chain(parallel_clean())
+        .collect()
+}
+
+// ---- building the fixture ----
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture_dir() -> PathBuf {
+    root().join("tests/fixture")
+}
+
+fn target_dir() -> PathBuf {
+    root().join("target/fixture")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    Debug,
+    Release,
+}
+
+/// The fixture's test executables for one profile.
+struct Binaries {
+    verdicts: PathBuf,
+    not_installed: PathBuf,
+}
+
+/// Builds the fixture once per profile per process; builds never overlap.
+fn binaries(profile: Profile) -> &'static Binaries {
+    static DEBUG: OnceLock<Binaries> = OnceLock::new();
+    static RELEASE: OnceLock<Binaries> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let cell = match profile {
+        Profile::Debug => &DEBUG,
+        Profile::Release => &RELEASE,
+    };
+    cell.get_or_init(|| {
+        let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+        build(profile)
+    })
+}
+
+fn build(profile: Profile) -> Binaries {
+    let mut cmd = cargo();
+    cmd.args(["test", "--no-run", "--message-format=json"])
+        .current_dir(fixture_dir());
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    let run = Run::new(&format!("build fixture ({profile:?})"), &mut cmd);
+    run.check(run.success, "the fixture does not build");
+    let mut executables = BTreeMap::new();
+    for line in run.stdout.lines().filter(|l| l.starts_with('{')) {
+        let message: serde_json::Value = serde_json::from_str(line).expect("cargo's JSON");
+        let is_test = message["profile"]["test"] == true;
+        if let (true, Some(exe)) = (is_test, message["executable"].as_str()) {
+            let name = message["target"]["name"].as_str().unwrap_or_default();
+            executables.insert(name.to_owned(), PathBuf::from(exe));
+        }
+    }
+    let mut take = |name: &str| {
+        let exe = executables.remove(name);
+        run.check(exe.is_some(), &format!("no test executable `{name}`"));
+        exe.unwrap()
+    };
+    Binaries {
+        verdicts: take("verdicts"),
+        not_installed: take("not_installed"),
+    }
+}
+
+// ---- running subprocesses ----
+
+/// A command with an environment that cannot change the fixture's verdicts: no backtraces, no
+/// leakcheck settings, no libtest settings, and nothing that would make a test believe it runs
+/// under nextest (this suite may itself run under nextest).
+fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let drop = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "NO_COLOR"].contains(&&*key)
+            || ["LEAKCHECK", "NEXTEST", "RUST_TEST_"]
+                .iter()
+                .any(|prefix| key.starts_with(prefix));
+        if drop {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd.env("CARGO_TERM_COLOR", "never");
+    cmd
+}
+
+fn cargo() -> Command {
+    let mut cmd = clean_command(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+/// A fixture test binary run from the fixture's directory (as `cargo test` runs it, so reports
+/// show paths relative to it).
+fn fixture_test(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = clean_command(exe);
+    cmd.args(args).current_dir(fixture_dir());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let name = exe.file_name().unwrap().to_string_lossy();
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Run::new(
+        &format!("{} {name} {}", env.join(" "), args.join(" ")),
+        &mut cmd,
+    )
+}
+
+/// A finished subprocess.
+struct Run {
+    label: String,
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn new(label: &str, cmd: &mut Command) -> Run {
+        let output = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{label}`: {e}"));
+        Run {
+            label: label.trim().to_owned(),
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Both streams, for searching where it does not matter which one said it.
+    fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// Panics with `what` and the whole output unless `ok`.
+    #[track_caller]
+    fn check(&self, ok: bool, what: &str) {
+        if !ok {
+            panic!("{what}\n{self}");
+        }
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "==== `{}` ({}) ====\n---- stdout ----\n{}\n---- stderr ----\n{}\n==== end of `{}` ====",
+            self.label,
+            if self.success { "succeeded" } else { "failed" },
+            self.stdout,
+            self.stderr,
+            self.label
+        )
+    }
+}
+
+// ---- reading libtest's output ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Failed,
+    Ignored,
+}
+
+/// libtest's `test NAME ... VERDICT` lines and its `---- NAME stdout ----` failure sections.
+struct Libtest {
+    verdicts: BTreeMap<String, Verdict>,
+    sections: BTreeMap<String, String>,
+}
+
+fn parse_libtest(stdout: &str) -> Libtest {
+    let mut verdicts = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some((name, verdict)) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.split_once(" ... "))
+        else {
+            continue;
+        };
+        let name = name.trim_end_matches(" - should panic");
+        let verdict = match verdict.split([',', ' ']).next() {
+            Some("ok") => Verdict::Ok,
+            Some("FAILED") => Verdict::Failed,
+            Some("ignored") => Verdict::Ignored,
+            _ => continue,
+        };
+        verdicts.insert(name.to_owned(), verdict);
+    }
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in stdout.lines() {
+        let header = line
+            .strip_prefix("---- ")
+            .and_then(|rest| rest.strip_suffix(" stdout ----"));
+        if header.is_some() || line == "failures:" {
+            sections.extend(current.take());
+        }
+        if let Some(name) = header {
+            current = Some((name.to_owned(), String::new()));
+        } else if let Some((_, text)) = &mut current {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    sections.extend(current);
+    Libtest { verdicts, sections }
+}
+
+fn names_with(verdicts: &BTreeMap<String, Verdict>, wanted: Verdict) -> BTreeSet<String> {
+    verdicts
+        .iter()
+        .filter(|(_, v)| **v == wanted)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+// ---- what a report must say ----
+
+/// `FILE:LINE:COLUMN` of the only occurrence of `needle` in the fixture's `file`.
+fn site(file: &str, needle: &str) -> String {
+    let source = std::fs::read_to_string(fixture_dir().join(file)).unwrap();
+    let hits: Vec<String> = source
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let column = line.find(needle)?;
+            Some(format!(
+                "{file}:{}:{}",
+                i + 1,
+                line[..column].chars().count() + 1
+            ))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "`{needle}` in {file}: {hits:?}");
+    hits[0].clone()
+}
+
+/// The line a leaking test's report must point at first (frame 0), and later frames if any.
+fn expected_frames(name: &str, bytes: usize) -> Vec<(String, String)> {
+    let verdicts = "tests/verdicts.rs";
+    let body = format!("verdicts::{name}::{{{{closure}}}}");
+    if name == "leak_in_helper" {
+        vec![
+            (
+                "fixture::helper_fn".to_owned(),
+                site("src/lib.rs", "Vec::with_capacity(bytes)"),
+            ),
+            (body, site(verdicts, "fixture::helper_fn(3000)")),
+        ]
+    } else if name.starts_with("parallel::") {
+        vec![(body, site(verdicts, "vec![$k as u8"))]
+    } else {
+        // Async bodies and the spawned thread's closure are one closure deeper.
+        let nested = name.starts_with("tokio_") || name == "leak_in_spawned_thread";
+        let function = if nested {
+            format!("{body}::{{{{closure}}}}")
+        } else {
+            body
+        };
+        vec![(function, site(verdicts, &format!("vec![0u8; {bytes}]")))]
+    }
+}
+
+/// `1024` as `1,024`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Checks that `text` holds the report of `name` leaking exactly `bytes` in one block, and
+/// nothing leaked by any other test. `stacks` says whether the report should show where.
+/// `inlined_names` accepts any name for a frame, since `debug = "line-tables-only"` gives
+/// inlined frames short names in release (`{closure#0}`, `{async_block#0}`); the
+/// file:line:col must still be exact.
+fn check_report(
+    run: &Run,
+    name: &str,
+    text: &str,
+    bytes: usize,
+    stacks: bool,
+    inlined_names: bool,
+) {
+    let amount = thousands(bytes);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let has = |wanted: &str| lines.contains(&wanted);
+    let context = |what: &str| format!("report of `{name}`: {what}\n---- its section ----\n{text}");
+    let header = format!("leakcheck: memory leak in test `{name}`: 1 allocation, {amount} bytes");
+    run.check(has(&header), &context(&format!("no line `{header}`")));
+    let summary = format!("SUMMARY: leakcheck: {amount} bytes leaked in 1 allocation");
+    run.check(has(&summary), &context(&format!("no line `{summary}`")));
+    let groups: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()) && l.contains(" in "))
+        .collect();
+    // The group line may qualify the allocation ("definitely lost") before its ending.
+    let (start, end) = (
+        format!("{amount} bytes in 1 allocation"),
+        if stacks {
+            "allocated at:"
+        } else {
+            "(stacks are off)"
+        },
+    );
+    run.check(
+        groups.len() == 1 && groups[0].starts_with(&start) && groups[0].ends_with(end),
+        &context(&format!(
+            "want exactly one group `{start}...{end}`, got {groups:?}"
+        )),
+    );
+    if !stacks {
+        let note = "note: stacks are off (LEAKCHECK_BACKTRACE=0): set LEAKCHECK_BACKTRACE=1 to see where these were allocated";
+        run.check(has(note), &context("no note that stacks are off"));
+        return;
+    }
+    for (i, (function, at)) in expected_frames(name, bytes).iter().enumerate() {
+        let frame = format!("{i}: {function}");
+        let at = format!("at {at}");
+        let found = lines.windows(2).any(|w| {
+            let named = w[0] == frame || (inlined_names && w[0].starts_with(&format!("{i}: ")));
+            named && w[1] == at
+        });
+        run.check(
+            found,
+            &context(&format!("no frame `{frame}` followed by `{at}`")),
+        );
+    }
+}
+
+/// Runs the whole `verdicts` binary with 8 test threads and checks every verdict and report.
+fn check_verdicts(profile: Profile, label: &str) {
+    let exe = &binaries(profile).verdicts;
+    let run = fixture_test(exe, &["--test-threads=8"], &[]);
+    let parsed = parse_libtest(&run.stdout);
+    let failed = names_with(&parsed.verdicts, Verdict::Failed);
+    let passed = names_with(&parsed.verdicts, Verdict::Ok);
+    run.check(
+        failed == expected_failing(),
+        &format!(
+            "{label}: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
+            failed.difference(&expected_failing()).collect::<Vec<_>>(),
+            expected_failing().difference(&failed).collect::<Vec<_>>(),
+        ),
+    );
+    run.check(
+        passed == expected_passing(),
+        &format!(
+            "{label}: wrong passing set: missing {:?}",
+            expected_passing().difference(&passed).collect::<Vec<_>>()
+        ),
+    );
+    run.check(
+        parsed.verdicts.get(IGNORED) == Some(&Verdict::Ignored),
+        &format!("{label}: `{IGNORED}` must be ignored"),
+    );
+    let section = |name: &str| {
+        let text = parsed.sections.get(name);
+        run.check(
+            text.is_some(),
+            &format!("{label}: no failure section for `{name}`"),
+        );
+        text.unwrap().as_str()
+    };
+    for (name, bytes) in all_leaking() {
+        check_report(
+            &run,
+            &name,
+            section(&name),
+            bytes,
+            true,
+            profile == Profile::Release,
+        );
+    }
+    let text = section("should_panic_leaks_without_panic");
+    run.check(
+        text.contains("did not panic"),
+        "`should_panic_leaks_without_panic` must fail for not panicking",
+    );
+    for (name, message) in FAILING_WITHOUT_REPORT {
+        let text = section(name);
+        run.check(
+            text.contains(message),
+            &format!("{label}: `{name}` must fail with `{message}`\n{text}"),
+        );
+        run.check(
+            !text.contains("leakcheck"),
+            &format!("{label}: `{name}` fails already; no leak report may be added\n{text}"),
+        );
+    }
+}
+
+// ---- the tests ----
+
+#[test]
+fn debug_verdicts_and_reports_are_exact_three_runs_in_a_row() {
+    for i in 1..=3 {
+        check_verdicts(Profile::Debug, &format!("debug run {i}/3"));
+    }
+}
+
+#[test]
+fn release_verdicts_and_reports_are_exact() {
+    check_verdicts(Profile::Release, "release run");
+}
+
+#[test]
+fn every_attribute_placement_registers_the_test_once() {
+    let run = fixture_test(&binaries(Profile::Debug).verdicts, &["--list"], &[]);
+    run.check(run.success, "--list failed");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in run.stdout.lines() {
+        if let Some(name) = line.strip_suffix(": test") {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    run.check(
+        twice.is_empty(),
+        &format!("registered more than once: {twice:?}"),
+    );
+    let listed: BTreeSet<String> = counts.keys().map(|s| s.to_string()).collect();
+    let mut expected = expected_failing();
+    expected.extend(expected_passing());
+    expected.insert(IGNORED.to_owned());
+    run.check(
+        listed == expected,
+        &format!(
+            "the fixture and this file disagree on the tests: only listed {:?}, only expected {:?}",
+            listed.difference(&expected).collect::<Vec<_>>(),
+            expected.difference(&listed).collect::<Vec<_>>()
+        ),
+    );
+}
+
+#[test]
+fn a_missing_global_allocator_fails_with_setup_instructions() {
+    let run = fixture_test(&binaries(Profile::Debug).not_installed, &[], &[]);
+    let parsed = parse_libtest(&run.stdout);
+    let name = "checked_without_allocator";
+    run.check(
+        parsed.verdicts.get(name) == Some(&Verdict::Failed),
+        "must fail",
+    );
+    let text = parsed.sections.get(name).map_or("", String::as_str);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    run.check(
+        text.contains("allocator is not installed"),
+        "must say the allocator is not installed",
+    );
+    let setup = [
+        "#[global_allocator]",
+        "static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();",
+    ];
+    run.check(
+        lines.windows(2).any(|w| w == setup),
+        "must show the two lines to add",
+    );
+}
+
+/// The leaking tests the environment cases run, with `--exact`.
+const SMALL_SUBSET: &[&str] = &["forgotten_vec", "leak_in_helper"];
+
+#[test]
+fn leakcheck_warn_passes_and_prints_the_report() {
+    let mut args = vec!["--exact", "--nocapture", "--test-threads=1"];
+    args.extend(SMALL_SUBSET);
+    let run = fixture_test(
+        &binaries(Profile::Debug).verdicts,
+        &args,
+        &[("LEAKCHECK", "warn")],
+    );
+    run.check(
+        run.success && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
+        "LEAKCHECK=warn: leaking tests must pass",
+    );
+    for (name, bytes) in [("forgotten_vec", "1,024"), ("leak_in_helper", "3,000")] {
+        let header =
+            format!("leakcheck: memory leak in test `{name}`: 1 allocation, {bytes} bytes");
+        run.check(
+            run.stderr.contains(&header),
+            &format!("LEAKCHECK=warn: no `{header}` on stderr"),
+        );
+        let summary = format!("SUMMARY: leakcheck: {bytes} bytes leaked in 1 allocation");
+        run.check(
+            run.stderr.contains(&summary),
+            &format!("LEAKCHECK=warn: no `{summary}` on stderr"),
+        );
+    }
+}
+
+#[test]
+fn leakcheck_off_passes_without_a_word() {
+    let mut args = vec!["--exact", "--nocapture", "--test-threads=1"];
+    args.extend(SMALL_SUBSET);
+    let run = fixture_test(
+        &binaries(Profile::Debug).verdicts,
+        &args,
+        &[("LEAKCHECK", "off")],
+    );
+    run.check(
+        run.success && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
+        "LEAKCHECK=off: leaking tests must pass",
+    );
+    run.check(
+        !run.output().contains("leakcheck"),
+        "LEAKCHECK=off: nothing may be printed",
+    );
+}
+
+/// Every test that runs must fail with a message naming `variable`, `value` and `allowed`.
+fn check_invalid_setting(variable: &str, value: &str, allowed: &[&str]) {
+    let run = fixture_test(
+        &binaries(Profile::Debug).verdicts,
+        &["--test-threads=8"],
+        &[(variable, value)],
+    );
+    let parsed = parse_libtest(&run.stdout);
+    let mut should_fail = expected_failing();
+    should_fail.extend(expected_passing());
+    let failed = names_with(&parsed.verdicts, Verdict::Failed);
+    run.check(
+        failed == should_fail,
+        &format!(
+            "{variable}={value}: every checked test must fail; these did not: {:?}",
+            should_fail.difference(&failed).collect::<Vec<_>>()
+        ),
+    );
+    for name in &failed {
+        let text = parsed.sections.get(name).map_or("", String::as_str);
+        // `should_panic(expected)` shows the message Debug-escaped, so no quotes here.
+        let says = text.contains("is not a valid setting")
+            && text.contains(&format!("{variable}="))
+            && text.contains(value)
+            && allowed.iter().all(|a| text.contains(a));
+        run.check(
+            says,
+            &format!("{variable}={value}: `{name}` must name the variable and {allowed:?}\n{text}"),
+        );
+    }
+}
+
+#[test]
+fn an_invalid_leakcheck_value_fails_every_checked_test() {
+    check_invalid_setting("LEAKCHECK", "bogus", &["fail", "warn", "off"]);
+}
+
+#[test]
+fn an_invalid_backtrace_value_fails_every_checked_test() {
+    check_invalid_setting("LEAKCHECK_BACKTRACE", "yes", &["`1`", "`0`"]);
+}
+
+#[test]
+fn backtrace_off_still_fails_leaks_with_exact_bytes() {
+    let leaky: Vec<(String, usize)> = parallel_leaky()
+        .chain([("forgotten_vec".to_owned(), 1024)])
+        .collect();
+    let clean: Vec<String> = parallel_clean()
+        .chain(["clean_allocates_a_lot".to_owned()])
+        .collect();
+    let mut args = vec!["--exact", "--test-threads=8"];
+    args.extend(leaky.iter().map(|(name, _)| name.as_str()));
+    args.extend(clean.iter().map(String::as_str));
+    let run = fixture_test(
+        &binaries(Profile::Debug).verdicts,
+        &args,
+        &[("LEAKCHECK_BACKTRACE", "0")],
+    );
+    let parsed = parse_libtest(&run.stdout);
+    let failed = names_with(&parsed.verdicts, Verdict::Failed);
+    let want: BTreeSet<String> = leaky.iter().map(|(name, _)| name.clone()).collect();
+    run.check(failed == want, "LEAKCHECK_BACKTRACE=0: wrong failing set");
+    run.check(
+        names_with(&parsed.verdicts, Verdict::Ok) == clean.iter().cloned().collect(),
+        "LEAKCHECK_BACKTRACE=0: the clean tests must pass",
+    );
+    for (name, bytes) in &leaky {
+        let text = parsed.sections.get(name).map_or("", String::as_str);
+        check_report(&run, name, text, *bytes, false, false);
+    }
+}
+
+// ---- nextest ----
+
+/// nextest's status lines (`FAIL [ 0.012s] (3/48) fixture::verdicts NAME`), and the output it
+/// shows under each failing one.
+struct Nextest {
+    verdicts: BTreeMap<String, String>,
+    output: BTreeMap<String, String>,
+}
+
+fn parse_nextest(stderr: &str) -> Nextest {
+    let mut verdicts = BTreeMap::new();
+    let mut output: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in stderr.lines() {
+        let trimmed = line.trim_start();
+        let status = trimmed.split_once(" [").and_then(|(status, rest)| {
+            let mut words = rest
+                .split_whitespace()
+                .skip_while(|w| !w.starts_with("fixture::"));
+            let binary = words.next()?;
+            let name = words.next()?;
+            let all_caps = status.chars().all(|c| c.is_ascii_uppercase() || c == '-');
+            all_caps.then(|| (status.to_owned(), format!("{binary} {name}")))
+        });
+        if let Some((status, test)) = status {
+            verdicts.entry(test.clone()).or_insert(status);
+            current = Some(test);
+        } else if trimmed.starts_with("────") {
+            current = None;
+        } else if let Some(test) = &current {
+            let text = output.entry(test.clone()).or_default();
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    Nextest { verdicts, output }
+}
+
+#[test]
+fn nextest_process_per_test_gives_the_same_verdicts_and_reports() {
+    binaries(Profile::Debug);
+    let mut cmd = cargo();
+    let manifest = fixture_dir().join("Cargo.toml");
+    cmd.args(["nextest", "run", "--no-fail-fast", "--color", "never"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .current_dir(root());
+    let run = Run::new("cargo nextest run (fixture)", &mut cmd);
+    let parsed = parse_nextest(&run.stderr);
+    let failed: BTreeSet<String> = parsed
+        .verdicts
+        .iter()
+        .filter(|(_, status)| *status != "PASS")
+        .map(|(test, _)| test.clone())
+        .collect();
+    let mut want: BTreeSet<String> = expected_failing()
+        .into_iter()
+        .map(|name| format!("fixture::verdicts {name}"))
+        .collect();
+    want.insert("fixture::not_installed checked_without_allocator".to_owned());
+    run.check(
+        failed == want,
+        &format!(
+            "nextest: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
+            failed.difference(&want).collect::<Vec<_>>(),
+            want.difference(&failed).collect::<Vec<_>>(),
+        ),
+    );
+    let passed = parsed.verdicts.len() - failed.len();
+    run.check(
+        passed == expected_passing().len(),
+        &format!(
+            "nextest: {passed} passed, want {}",
+            expected_passing().len()
+        ),
+    );
+    let output = |name: &str| {
+        let text = parsed.output.get(&format!("fixture::verdicts {name}"));
+        text.map_or("", String::as_str)
+    };
+    for (name, bytes) in all_leaking() {
+        let text = output(&name);
+        let stderr = text.split_once("stderr ───").map_or("", |(_, after)| after);
+        check_report(&run, &name, stderr, bytes, true, false);
+    }
+    for (name, message) in FAILING_WITHOUT_REPORT {
+        let text = output(name);
+        run.check(
+            text.contains(message) && !text.contains("leakcheck:"),
+            &format!("nextest: `{name}` must fail with `{message}` and no leak report\n{text}"),
+        );
+    }
+}
