@@ -153,7 +153,16 @@ fn in_std(file: &str) -> bool {
 /// A file of leakcheck's own source.
 fn in_leakcheck(file: &str) -> bool {
     const OWN_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
-    file.starts_with(OWN_SOURCE) || in_crate(file, "leakcheck")
+    // Frames show paths relative to the workspace when they are inside it, as leakcheck's are
+    // when it is built from a path in the user's workspace (or its own tests).
+    static OWN_SOURCE_SHOWN: OnceLock<String> = OnceLock::new();
+    let shown = OWN_SOURCE_SHOWN.get_or_init(|| {
+        let shown = shorten(Path::new(OWN_SOURCE), source_root().as_deref());
+        format!("{}/", shown.display())
+    });
+    file.starts_with(OWN_SOURCE)
+        || (!shown.starts_with('/') && file.starts_with(shown.as_str()))
+        || in_crate(file, "leakcheck")
 }
 
 /// A file of the registry crate `name` (any version): `.../name-1.2.3/src/...`.
@@ -191,7 +200,6 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         "once_cell::unsync::OnceCell<",
         "once_cell::sync::Lazy<",
         "once_cell::unsync::Lazy<",
-        "std::sys::thread_local::",
         "lazy_static::lazy::Lazy<",
     ];
     const INIT_FILES: &[&str] = &[
@@ -202,8 +210,10 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         "/library/std/src/sys/sync/once/",
         "/library/core/src/cell/once.rs",
         "/library/core/src/cell/lazy.rs",
-        "/library/std/src/sys/thread_local/",
     ];
+    // Thread-locals initialise and destroy in the same files: only the initialising frames
+    // excuse a block (a leak in a thread-local's destructor is a leak).
+    const TLS_FILES: &[&str] = &["/library/std/src/sys/thread_local/"];
     let mut found = None;
     for frame in frames {
         let name = frame
@@ -218,7 +228,11 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         {
             return Some(Excuse::Stdio);
         }
-        let init = INIT_NAMES.iter().any(|p| name.starts_with(p))
+        let thread_local_init = (name.starts_with("std::sys::thread_local::")
+            || TLS_FILES.iter().any(|p| file.contains(p)))
+            && name.contains("init");
+        let init = thread_local_init
+            || INIT_NAMES.iter().any(|p| name.starts_with(p))
             || INIT_FILES.iter().any(|p| file.contains(p))
             || in_crate(file, "once_cell")
             || in_crate(file, "lazy_static");
@@ -328,13 +342,13 @@ mod tests {
             owner(&at("push", "/rustc/abc/library/alloc/src/vec/mod.rs")),
             Owner::Std
         );
-        assert_eq!(owner(&at("helper_fn", "src/lib.rs")), Owner::User);
+        assert_eq!(owner(&at("helper_fn", "app/src/lib.rs")), Owner::User);
         assert_eq!(
             owner(&at("run_test", "/rustc/abc/library/test/src/lib.rs")),
             Owner::Runner
         );
         assert_eq!(
-            owner(&at("backtrace_parser", "src/backtrace-tools/x.rs")),
+            owner(&at("backtrace_parser", "app/backtrace-tools/x.rs")),
             Owner::User,
             "not a registry crate"
         );
@@ -351,6 +365,11 @@ mod tests {
             &format!("{registry}/once_cell-1.21.4/src/lib.rs"),
         )];
         assert_eq!(excuse(&cell), Some(Excuse::OneTimeInit));
+        let destroy = [at(
+            "destroy",
+            "/rustc/abc/library/std/src/sys/thread_local/native/lazy.rs",
+        )];
+        assert_eq!(excuse(&destroy), None, "a leak in a destructor is a leak");
     }
 
     #[test]

@@ -208,6 +208,10 @@ fn record_process_wide(addr: usize, size: usize) {
 fn record_inherited(addr: usize, size: usize, scope: u32) {
     if is_active(scope) {
         record(addr, size, scope);
+        if slot_of(scope).id.load(Ordering::SeqCst) != scope {
+            // The check ended while the record was made (its drain may have missed it).
+            table::remove(addr);
+        }
     } else {
         // The check that started this thread is over: stop tracking here for good.
         let _ = THREAD.try_with(|t| {
@@ -406,16 +410,24 @@ impl Scope {
 
     /// Makes this thread's allocations belong to the scope until the guard drops; the thread's
     /// previous scope (an outer check) comes back then.
+    /// A check inside `ignore` still checks: entering also lifts the block until the guard
+    /// drops.
     pub(crate) fn enter(&self) -> Entered {
         let previous = THREAD
             .try_with(|t| {
-                let mut s = t.get();
-                let previous = s.scope;
-                s.scope = self.id;
-                t.set(s);
+                let previous = t.get();
+                t.set(ThreadState {
+                    scope: self.id,
+                    blocked: 0,
+                    inherited: false,
+                });
                 previous
             })
-            .unwrap_or(0);
+            .unwrap_or(ThreadState {
+                scope: 0,
+                blocked: 0,
+                inherited: false,
+            });
         Entered {
             previous,
             _not_send: core::marker::PhantomData,
@@ -502,8 +514,11 @@ impl Scope {
             PROCESS_INCLUDES_MAIN.store(false, Ordering::Relaxed);
             PROCESS_SCOPE.store(0, Ordering::Release);
         }
+        // Inactive before the drain: a thread that inherited the scope and is recording right
+        // now sees it gone when it checks again after its insert, and takes its record back,
+        // so nothing is left behind for good.
+        slot_of(self.id).id.store(0, Ordering::SeqCst);
         let records = self.collect(true);
-        slot_of(self.id).id.store(0, Ordering::Release);
         TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
         records
     }
@@ -520,18 +535,14 @@ impl Drop for Scope {
 
 /// A thread inside a [`Scope`]; leaving restores the thread's previous scope.
 pub(crate) struct Entered {
-    previous: u32,
+    previous: ThreadState,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         let previous = self.previous;
-        let _ = THREAD.try_with(|t| {
-            let mut s = t.get();
-            s.scope = previous;
-            t.set(s);
-        });
+        let _ = THREAD.try_with(|t| t.set(previous));
     }
 }
 

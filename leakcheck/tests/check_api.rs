@@ -36,9 +36,10 @@ fn report_names_the_allocating_function_file_and_line() {
     let group = &report.groups()[0];
     assert_eq!(group.bytes(), 77);
     let first = &group.frames()[0];
-    assert_eq!(
-        first.function.as_deref(),
-        Some("check_api::leak_bytes"),
+    // Release builds with line tables only name the function without its module.
+    let function = first.function.as_deref().unwrap_or_default();
+    assert!(
+        function == "check_api::leak_bytes" || function == "leak_bytes",
         "{text}"
     );
     assert!(

@@ -173,22 +173,26 @@ fn repeat_forgives_one_time_initialisation() {
 
 #[test]
 fn ignore_patterns_suppress_and_are_listed() {
-    let report = Check::new().ignore("options::leak").run(|| leak(10));
+    // `leak$` matches `options::leak`, and `leak` where release line tables drop the module.
+    let report = Check::new().ignore("leak$").run(|| leak(10));
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.leaked_bytes(), 0, "suppressed leaks are not counted");
     let used = &report.suppressions_used()[0];
     assert_eq!(
         (used.pattern.as_str(), used.allocations, used.bytes),
-        ("options::leak", 1, 10)
+        ("leak$", 1, 10)
     );
     let text = report.to_string();
-    assert!(text.contains("Suppressions used:\n  10 bytes in 1 allocation: leak:options::leak (#[leakcheck(ignore)])"), "{text}");
+    assert!(
+        text.contains(
+            "Suppressions used:\n  10 bytes in 1 allocation: leak:leak$ (#[leakcheck(ignore)])"
+        ),
+        "{text}"
+    );
     let unmatched = Check::new().ignore("^nothing$").run(|| leak(10));
     assert!(!unmatched.is_clean(), "{unmatched}");
-    assert!(
-        unmatched
-            .to_string()
-            .contains("to suppress, add to leakcheck.supp: leak:^options::leak$"),
-        "{unmatched}"
-    );
+    let text = unmatched.to_string();
+    let by_name = "to suppress, add to leakcheck.supp: leak:^options::leak$";
+    let by_file = "to suppress, add to leakcheck.supp: leak:tests/options.rs";
+    assert!(text.contains(by_name) || text.contains(by_file), "{text}");
 }

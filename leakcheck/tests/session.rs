@@ -20,6 +20,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Release builds without debug info resolve function names but no file:line.
+fn has_line_tables() -> bool {
+    cfg!(debug_assertions)
+}
+
 fn first_function(frames: &[leakcheck::Frame]) -> &str {
     frames
         .first()
@@ -35,6 +40,8 @@ fn fill_a(cache: &mut Vec<Vec<u8>>, n: usize) {
         cache.push(black_box(vec![1u8; 200]));
     }
 }
+/// The line of `vec![1u8; 200]` above.
+const FILL_A_LINE: u32 = line!() - 4;
 
 #[inline(never)]
 fn fill_b(cache: &mut Vec<Vec<u8>>, n: usize) {
@@ -70,11 +77,13 @@ fn snapshot_groups_live_blocks_by_call_site() {
     let b = site("session::fill_b");
     assert_eq!((b.bytes(), b.blocks()), (300, 6), "{snapshot}");
     let frame = &a.frames()[0];
-    assert!(
-        frame.file.as_ref().unwrap().ends_with("tests/session.rs"),
-        "{snapshot}"
-    );
-    assert_eq!(frame.line, Some(35), "{snapshot}");
+    if has_line_tables() {
+        assert!(
+            frame.file.as_ref().unwrap().ends_with("tests/session.rs"),
+            "{snapshot}"
+        );
+        assert_eq!(frame.line, Some(FILL_A_LINE), "{snapshot}");
+    }
     assert!(snapshot.total_bytes() >= 1100, "{snapshot}");
     assert!(snapshot.total_blocks() >= 10, "{snapshot}");
     let text = snapshot.to_string();
@@ -133,10 +142,13 @@ fn diff_sorts_call_sites_by_growth_and_top_prints_their_stacks() {
         "{top}"
     );
     assert!(top.contains("-700 bytes, -1 allocation"), "{top}");
-    assert!(
-        top.contains("session::fill_a") && top.contains("tests/session.rs:35"),
-        "{top}"
-    );
+    assert!(top.contains("session::fill_a"), "{top}");
+    if has_line_tables() {
+        assert!(
+            top.contains(&format!("tests/session.rs:{FILL_A_LINE}:")),
+            "{top}"
+        );
+    }
     let top1 = diff.top(1).to_string();
     assert!(top1.contains("... and "), "{top1}");
     drop(session);
