@@ -14,6 +14,9 @@ use crate::track::{self, Scope, ScopeSettings, ScopeStats};
 use std::collections::HashMap;
 use std::fmt;
 
+/// How long a check waits for threads it started to finish exiting before it judges.
+const THREAD_EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a check could not start.
 #[derive(Debug)]
 pub(crate) enum StartError {
@@ -163,7 +166,10 @@ impl<'c> Runner<'c> {
         } = self;
         // While threads linger on their way out they free what they hold: wait before judging
         // the heap. The waiting allocates, untracked.
-        let resources = untracked(|| watch.finish());
+        let resources = untracked(|| {
+            scope.wait_for_threads(THREAD_EXIT_GRACE);
+            watch.finish()
+        });
         let records = scope.finish();
         let _blocked = track::Block::new();
         let growth = (check.repeat > 0).then(|| Growth {

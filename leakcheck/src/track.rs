@@ -37,6 +37,8 @@ struct Slot {
     peak: AtomicU64,
     /// Live bytes when the current run started.
     start_live: AtomicU64,
+    /// Threads started inside the scope that have not finished exiting.
+    threads_alive: AtomicU32,
     /// The allocation number whose stack to keep (`max_allocs + 1`), 0 for none.
     watch_allocation: AtomicU64,
     watched_stack: AtomicU32,
@@ -50,6 +52,7 @@ static SLOTS: [Slot; SLOT_COUNT] = [const {
         live: AtomicU64::new(0),
         peak: AtomicU64::new(0),
         start_live: AtomicU64::new(0),
+        threads_alive: AtomicU32::new(0),
         watch_allocation: AtomicU64::new(0),
         watched_stack: AtomicU32::new(0),
     }
@@ -239,6 +242,27 @@ pub(crate) fn inheritable_scope() -> u32 {
     }
 }
 
+/// A thread is about to start inside `scope`; false if the scope is gone.
+pub(crate) fn inherited_thread_starting(scope: u32) -> bool {
+    let slot = slot_of(scope);
+    slot.threads_alive.fetch_add(1, Ordering::AcqRel);
+    if slot.id.load(Ordering::Acquire) == scope {
+        true
+    } else {
+        inherited_thread_exited(scope);
+        false
+    }
+}
+
+/// A thread started inside `scope` has finished exiting (or never started).
+pub(crate) fn inherited_thread_exited(scope: u32) {
+    let slot = slot_of(scope);
+    // The slot may belong to another scope by now: never let the count wrap below zero.
+    let _ = slot
+        .threads_alive
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
 /// Called first thing on a thread created inside a check.
 pub(crate) fn inherit(scope: u32) {
     if is_active(scope) {
@@ -394,6 +418,7 @@ impl Scope {
         slot.watch_allocation
             .store(settings.watch_allocation.unwrap_or(0), Ordering::Relaxed);
         slot.watched_stack.store(0, Ordering::Relaxed);
+        slot.threads_alive.store(0, Ordering::Relaxed);
         slot.id.store(id, Ordering::Release);
         TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         // A nested check inside a process-wide one stays per-thread.
@@ -479,6 +504,18 @@ impl Scope {
         slot.peak.store(live, Ordering::Relaxed);
         slot.start_live.store(live, Ordering::Relaxed);
         slot.watched_stack.store(0, Ordering::Relaxed);
+    }
+
+    /// Waits, up to `grace`, for the threads started inside the scope to finish exiting: a
+    /// joined thread has run its closure, but frees its handle and thread-locals a moment
+    /// later, and `thread::scope` returns before that.
+    pub(crate) fn wait_for_threads(&self, grace: std::time::Duration) {
+        let slot = slot_of(self.id);
+        let deadline = std::time::Instant::now() + grace;
+        while slot.threads_alive.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// Copies of the records live under this scope now, leaving them in place.

@@ -629,7 +629,6 @@ fn a_check_can_run_in_a_thread_local_destructor() {
 }
 
 #[test]
-#[ignore = "bug: a leak made in a thread-local destructor is excused as one-time initialisation"]
 fn a_leak_in_a_thread_local_destructor_is_reported() {
     let _quiet = shared();
     let report = leakcheck::check(|| {
@@ -712,7 +711,6 @@ fn a_thread_that_outlives_its_check_stops_being_tracked() {
 }
 
 #[test]
-#[ignore = "bug: a block recorded by another thread while a check ends stays in the table for good"]
 fn a_check_ending_under_a_running_thread_leaves_no_records() {
     let _quiet = shared();
     assert_eq!(
@@ -722,7 +720,6 @@ fn a_check_ending_under_a_running_thread_leaves_no_records() {
 }
 
 #[test]
-#[ignore = "bug: a scoped thread's handle, freed by the thread just after `thread::scope` returns, is reported"]
 fn a_check_ending_right_after_thread_scope_is_clean() {
     let _quiet = shared();
     let mut unclean = 0;
@@ -990,7 +987,6 @@ fn ignore_nests_and_is_restored_after_a_panic() {
 }
 
 #[test]
-#[ignore = "bug: a check started inside `ignore` panics claiming the allocator is not installed"]
 fn a_check_inside_ignore_still_checks() {
     let _quiet = shared();
     let report = leakcheck::ignore(|| check_every_block(|| leak_bytes(3)));

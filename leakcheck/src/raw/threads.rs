@@ -51,7 +51,51 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         inherit
     };
     track::inherit(scope);
+    mark_exit(scope);
     start(arg)
+}
+
+/// A thread-specific key whose destructor tells the scope that one of its threads is gone.
+/// glibc runs key destructors after the thread's Rust thread-local destructors (those go
+/// through `__cxa_thread_atexit_impl`), so by then the thread has freed its handle, its result
+/// packet and its thread-locals.
+static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+extern "C" fn thread_exited(value: *mut c_void) {
+    track::inherited_thread_exited(value as usize as u32);
+}
+
+fn mark_exit(scope: u32) {
+    let mut key = EXIT_KEY.load(Ordering::Acquire);
+    if key == usize::MAX {
+        let mut created: libc::pthread_key_t = 0;
+        // SAFETY: `created` is valid for writes; `thread_exited` has the destructor signature.
+        if unsafe { libc::pthread_key_create(&mut created, Some(thread_exited)) } != 0 {
+            track::inherited_thread_exited(scope);
+            return;
+        }
+        key = match EXIT_KEY.compare_exchange(
+            usize::MAX,
+            created as usize,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => created as usize,
+            Err(existing) => {
+                // SAFETY: `created` is a key this thread made and nobody else knows.
+                unsafe { libc::pthread_key_delete(created) };
+                existing
+            }
+        };
+    }
+    // SAFETY: `key` is a live key (never deleted once published); the value is a non-null
+    // integer used as a token, never dereferenced. Scope ids are never 0.
+    if unsafe {
+        libc::pthread_setspecific(key as libc::pthread_key_t, scope as usize as *const c_void)
+    } != 0
+    {
+        track::inherited_thread_exited(scope);
+    }
 }
 
 /// Creates a thread. When the creating thread is inside a check, the new thread starts inside
@@ -71,7 +115,7 @@ pub unsafe extern "C" fn pthread_create(
         return libc::EAGAIN;
     };
     let scope = track::inheritable_scope();
-    if scope != 0 {
+    if scope != 0 && track::inherited_thread_starting(scope) {
         // SAFETY: the layout has a non-zero size.
         let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
         if !data.is_null() {
@@ -83,9 +127,11 @@ pub unsafe extern "C" fn pthread_create(
             if result != 0 {
                 // SAFETY: the thread was not created, so `data` is still ours.
                 unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
+                track::inherited_thread_exited(scope);
             }
             return result;
         }
+        track::inherited_thread_exited(scope);
     }
     // SAFETY: the caller's contract, forwarded unchanged.
     unsafe { create(thread, attr, start, arg) }
