@@ -385,3 +385,33 @@ pub fn check<F: FnOnce()>(body: F) -> Report {
 pub fn ignore<R>(f: impl FnOnce() -> R) -> R {
     check::untracked(f)
 }
+
+/// The guard form of [`ignore`], for longer regions: nothing this thread allocates while the
+/// guard lives is reported. It is tied to the thread that made it (it is not `Send`).
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+///
+/// # fn main() {
+/// let report = leakcheck::check(|| {
+///     let _ignoring = leakcheck::ignoring();
+///     let registry: &'static mut Vec<u32> = Box::leak(Box::new(vec![1, 2, 3]));
+///     registry.push(4);
+/// });
+/// assert!(report.is_clean(), "{report}");
+/// # }
+/// ```
+pub fn ignoring() -> Ignoring {
+    Ignoring(track::Block::new())
+}
+
+/// Returned by [`ignoring`]; tracking resumes when it drops.
+#[must_use = "tracking resumes as soon as the guard is dropped"]
+pub struct Ignoring(track::Block);
+
+impl core::fmt::Debug for Ignoring {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Ignoring")
+    }
+}
