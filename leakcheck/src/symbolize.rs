@@ -81,14 +81,25 @@ pub(crate) enum Owner {
     User,
 }
 
-pub(crate) fn owner(frame: &Frame) -> Owner {
+/// A frame's function name (without a leading `<` of `<T as Trait>::f`) and source file, as
+/// text for matching; empty when unknown.
+fn name_and_file(frame: &Frame) -> (&str, std::borrow::Cow<'_, str>) {
     let name = frame
         .function
         .as_deref()
         .unwrap_or("")
         .trim_start_matches('<');
-    let file = frame.file.as_deref().map(Path::to_string_lossy);
-    let file = file.as_deref().unwrap_or("");
+    let file = frame
+        .file
+        .as_deref()
+        .map(Path::to_string_lossy)
+        .unwrap_or_default();
+    (name, file)
+}
+
+pub(crate) fn owner(frame: &Frame) -> Owner {
+    let (name, file) = name_and_file(frame);
+    let file = file.as_ref();
     // Files decide first: with `debug = "line-tables-only"` (the usual release setting)
     // inlined frames carry short names such as `walk_slow` or `push`, but always their file.
     const MACHINERY: &[&str] = &[
@@ -216,13 +227,8 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
     const TLS_FILES: &[&str] = &["/library/std/src/sys/thread_local/"];
     let mut found = None;
     for frame in frames {
-        let name = frame
-            .function
-            .as_deref()
-            .unwrap_or("")
-            .trim_start_matches('<');
-        let file = frame.file.as_deref().map(Path::to_string_lossy);
-        let file = file.as_deref().unwrap_or("");
+        let (name, file) = name_and_file(frame);
+        let file = file.as_ref();
         if STDIO_NAMES.iter().any(|p| name.starts_with(p))
             || STDIO_FILES.iter().any(|p| file.contains(p))
         {
