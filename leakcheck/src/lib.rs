@@ -350,7 +350,8 @@ pub use stats::{stats, Stats};
 /// ```
 ///
 /// `LEAKCHECK_BACKTRACE` applies; `LEAKCHECK` (fail/warn/off) does not, since the caller
-/// decides what to do with the report.
+/// decides what to do with the report. A check from code owns the calling thread and the
+/// threads it starts, also under cargo-nextest: only a test attribute owns the whole process.
 ///
 /// # Panics
 ///

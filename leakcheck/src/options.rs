@@ -170,10 +170,14 @@ impl Check {
     pub fn run<F: FnMut()>(self, mut body: F) -> Report {
         let location = core::panic::Location::caller();
         let subject = format!("check at {}:{}", location.file(), location.line());
-        let config = match crate::config::Config::from_env() {
+        let mut config = match crate::config::Config::from_env() {
             Ok(config) => config,
             Err(error) => panic!("{error}"),
         };
+        // Code may run checks on several threads of one test: each owns its own thread and the
+        // threads it starts, never the whole process (only a test attribute owns that, under
+        // nextest or leakcheck's harness).
+        config.process_per_test = false;
         let unwinder = config.backtrace.then(crate::raw::stack::calibrate);
         let mut runner = match crate::check::Runner::new(&self, &config, subject, unwinder) {
             Ok(runner) => runner,

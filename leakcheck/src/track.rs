@@ -242,6 +242,24 @@ pub(crate) fn inheritable_scope() -> u32 {
     }
 }
 
+/// Whether a thread created now must start inside `ignore`: its creator is in `ignore` while a
+/// process-wide scope would otherwise record the new thread.
+pub(crate) fn new_threads_start_ignored() -> bool {
+    PROCESS_SCOPE.load(Ordering::Relaxed) != 0
+        && THREAD.try_with(Cell::get).is_ok_and(|s| s.blocked != 0)
+}
+
+/// Called first thing on a thread created inside `ignore`.
+pub(crate) fn start_ignored() {
+    let _ = THREAD.try_with(|t| {
+        t.set(ThreadState {
+            scope: 0,
+            blocked: 1,
+            inherited: false,
+        })
+    });
+}
+
 /// A thread is about to start inside `scope`; false if the scope is gone.
 pub(crate) fn inherited_thread_starting(scope: u32) -> bool {
     let slot = slot_of(scope);

@@ -38,20 +38,32 @@ fn real_create() -> Option<CreateFn> {
 struct Inherit {
     start: StartRoutine,
     arg: *mut c_void,
+    /// The creator's scope, or 0.
     scope: u32,
+    /// The creator was inside `leakcheck::ignore`: so is the new thread, for good.
+    blocked: bool,
 }
 
 extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
     let data = data.cast::<Inherit>();
     // SAFETY: `data` is the `Inherit` written by `pthread_create` below, handed to exactly this
     // thread; it is read once and freed here with the layout it was allocated with.
-    let Inherit { start, arg, scope } = unsafe {
+    let Inherit {
+        start,
+        arg,
+        scope,
+        blocked,
+    } = unsafe {
         let inherit = data.read();
         System.dealloc(data.cast(), Layout::new::<Inherit>());
         inherit
     };
-    track::inherit(scope);
-    mark_exit(scope);
+    if blocked {
+        track::start_ignored();
+    } else {
+        track::inherit(scope);
+        mark_exit(scope);
+    }
     start(arg)
 }
 
@@ -115,23 +127,35 @@ pub unsafe extern "C" fn pthread_create(
         return libc::EAGAIN;
     };
     let scope = track::inheritable_scope();
-    if scope != 0 && track::inherited_thread_starting(scope) {
+    let blocked = scope == 0 && track::new_threads_start_ignored();
+    if blocked || (scope != 0 && track::inherited_thread_starting(scope)) {
         // SAFETY: the layout has a non-zero size.
         let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
         if !data.is_null() {
             // SAFETY: `data` is a fresh allocation for one `Inherit`.
-            unsafe { data.write(Inherit { start, arg, scope }) };
+            unsafe {
+                data.write(Inherit {
+                    start,
+                    arg,
+                    scope,
+                    blocked,
+                })
+            };
             // SAFETY: the caller's contract, with our start routine and its data in place of
             // theirs; their routine and argument are called unchanged on the new thread.
             let result = unsafe { create(thread, attr, start_inside_scope, data.cast()) };
             if result != 0 {
                 // SAFETY: the thread was not created, so `data` is still ours.
                 unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
-                track::inherited_thread_exited(scope);
+                if !blocked {
+                    track::inherited_thread_exited(scope);
+                }
             }
             return result;
         }
-        track::inherited_thread_exited(scope);
+        if !blocked {
+            track::inherited_thread_exited(scope);
+        }
     }
     // SAFETY: the caller's contract, forwarded unchanged.
     unsafe { create(thread, attr, start, arg) }
