@@ -70,6 +70,29 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The value of `variable` among `choices`; unset or empty means `default`, anything else is
+/// an error that names the variable and the `allowed` values.
+fn choose<T: Copy>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    choices: &[(&str, T)],
+    allowed: &'static str,
+) -> Result<T, ConfigError> {
+    let Some(value) = lookup(variable).filter(|v| !v.is_empty()) else {
+        return Ok(default);
+    };
+    choices
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|&(_, choice)| choice)
+        .ok_or(ConfigError {
+            variable,
+            value,
+            allowed,
+        })
+}
+
 impl Config {
     pub(crate) fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
@@ -78,53 +101,40 @@ impl Config {
     pub(crate) fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mode = match lookup("LEAKCHECK").as_deref() {
-            None | Some("") | Some("fail") => Mode::Fail,
-            Some("warn") => Mode::Warn,
-            Some("off") => Mode::Off,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LEAKCHECK",
-                    value: other.to_owned(),
-                    allowed: "`fail` (the default), `warn`, `off`",
-                })
-            }
-        };
-        let backtrace = match lookup("LEAKCHECK_BACKTRACE").as_deref() {
-            None | Some("") | Some("1") => true,
-            Some("0") => false,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LEAKCHECK_BACKTRACE",
-                    value: other.to_owned(),
-                    allowed: "`1` (stacks on, the default), `0` (stacks off)",
-                })
-            }
-        };
+        let mode = choose(
+            &lookup,
+            "LEAKCHECK",
+            Mode::Fail,
+            &[
+                ("fail", Mode::Fail),
+                ("warn", Mode::Warn),
+                ("off", Mode::Off),
+            ],
+            "`fail` (the default), `warn`, `off`",
+        )?;
+        let backtrace = choose(
+            &lookup,
+            "LEAKCHECK_BACKTRACE",
+            true,
+            &[("1", true), ("0", false)],
+            "`1` (stacks on, the default), `0` (stacks off)",
+        )?;
         let process_per_test =
             lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
-        let format = match lookup("LEAKCHECK_FORMAT").as_deref() {
-            None | Some("") | Some("text") => Format::Text,
-            Some("json") => Format::Json,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LEAKCHECK_FORMAT",
-                    value: other.to_owned(),
-                    allowed: "`text` (the default), `json`",
-                })
-            }
-        };
-        let at_exit = match lookup("LEAKCHECK_AT_EXIT").as_deref() {
-            None | Some("") | Some("0") => false,
-            Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LEAKCHECK_AT_EXIT",
-                    value: other.to_owned(),
-                    allowed: "`0` (the default), `1` (report what the program leaks at exit)",
-                })
-            }
-        };
+        let format = choose(
+            &lookup,
+            "LEAKCHECK_FORMAT",
+            Format::Text,
+            &[("text", Format::Text), ("json", Format::Json)],
+            "`text` (the default), `json`",
+        )?;
+        let at_exit = choose(
+            &lookup,
+            "LEAKCHECK_AT_EXIT",
+            false,
+            &[("0", false), ("1", true)],
+            "`0` (the default), `1` (report what the program leaks at exit)",
+        )?;
         Ok(Config {
             mode,
             backtrace,
