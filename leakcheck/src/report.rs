@@ -194,8 +194,6 @@ pub(crate) struct ReportInput<'a> {
 pub struct Report {
     subject: String,
     groups: Vec<LeakGroup>,
-    leaked_bytes: usize,
-    leaked_allocations: usize,
     reachable: (usize, usize),
     excused: Vec<(Excuse, usize, usize)>,
     suppressed: Vec<SuppressionUse>,
@@ -243,12 +241,12 @@ impl Report {
     /// included (they pass the check, but show); suppressed ones are not (see
     /// [`suppressions_used`](Report::suppressions_used)).
     pub fn leaked_bytes(&self) -> usize {
-        self.leaked_bytes
+        self.groups.iter().map(|g| g.bytes).sum()
     }
 
     /// Blocks that count as leaked, like [`leaked_bytes`](Report::leaked_bytes).
     pub fn leaked_allocations(&self) -> usize {
-        self.leaked_allocations
+        self.groups.iter().map(|g| g.allocations).sum()
     }
 
     /// Bytes and blocks still reachable at the end (not failing unless `reachable = "fail"`).
@@ -278,14 +276,14 @@ impl Report {
     }
 
     fn leaks_fail(&self) -> bool {
-        if self.growth.is_some() || self.leaked_allocations == 0 {
+        if self.growth.is_some() || self.leaked_allocations() == 0 {
             return false;
         }
         match self.allowance {
             None => true,
             Some((bytes, allocs)) => {
-                bytes.is_some_and(|b| self.leaked_bytes > b)
-                    || allocs.is_some_and(|a| self.leaked_allocations > a)
+                bytes.is_some_and(|b| self.leaked_bytes() > b)
+                    || allocs.is_some_and(|a| self.leaked_allocations() > a)
             }
         }
     }
@@ -406,13 +404,9 @@ impl Report {
         let budgets = budget_overruns(check, &stats);
         let allowance = (check.allow_bytes.is_some() || check.allow_allocs.is_some())
             .then_some((check.allow_bytes, check.allow_allocs));
-        let leaked_bytes = groups.iter().map(|g| g.bytes).sum::<usize>();
-        let leaked_allocations = groups.iter().map(|g| g.allocations).sum::<usize>();
         Report {
             subject,
             groups,
-            leaked_bytes,
-            leaked_allocations,
             reachable,
             excused,
             suppressed,
@@ -501,7 +495,7 @@ impl fmt::Display for Report {
             writeln!(f)?;
             write_overrun(f, overrun)?;
         }
-        if self.leaked_allocations > 0 && !self.groups.is_empty() {
+        if self.leaked_allocations() > 0 && !self.groups.is_empty() {
             for group in self.groups.iter().take(SHOWN_GROUPS) {
                 writeln!(f)?;
                 write_group(f, group, self.stacks.is_some())?;
@@ -530,7 +524,7 @@ impl fmt::Display for Report {
                 )?;
             }
         }
-        if !self.is_clean() || self.leaked_allocations > 0 {
+        if !self.is_clean() || self.leaked_allocations() > 0 {
             writeln!(f)?;
         }
         if self.resources.leaked_threads.len()
@@ -542,14 +536,14 @@ impl fmt::Display for Report {
         }
         self.write_notes(f)?;
         if !self.is_clean()
-            && (self.leaked_allocations > 0 || !self.budgets.is_empty() || self.grew())
+            && (self.leaked_allocations() > 0 || !self.budgets.is_empty() || self.grew())
         {
             let what = if self.grew() { "grew" } else { "leaked" };
             writeln!(
                 f,
                 "SUMMARY: leakcheck: {} {what} in {}",
-                plural(self.leaked_bytes, "byte", "bytes"),
-                plural(self.leaked_allocations, "allocation", "allocations")
+                plural(self.leaked_bytes(), "byte", "bytes"),
+                plural(self.leaked_allocations(), "allocation", "allocations")
             )?;
         }
         Ok(())
@@ -560,8 +554,8 @@ impl Report {
     fn write_headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let totals = format!(
             "{}, {}",
-            plural(self.leaked_allocations, "allocation", "allocations"),
-            plural(self.leaked_bytes, "byte", "bytes")
+            plural(self.leaked_allocations(), "allocation", "allocations"),
+            plural(self.leaked_bytes(), "byte", "bytes")
         );
         if let Some(runs) = &self.growth {
             let runs_text: Vec<String> = runs.iter().map(|g| g.to_string()).collect();
@@ -595,10 +589,10 @@ impl Report {
                     f,
                     "leakcheck: memory leak in {}: {} ({} direct, {} indirect) bytes in {}",
                     self.subject,
-                    thousands(self.leaked_bytes),
+                    thousands(self.leaked_bytes()),
                     thousands(direct),
                     thousands(lost),
-                    plural(self.leaked_allocations, "allocation", "allocations")
+                    plural(self.leaked_allocations(), "allocation", "allocations")
                 )?;
             } else {
                 writeln!(f, "leakcheck: memory leak in {}: {totals}", self.subject)?;
