@@ -1,0 +1,205 @@
+//! The definitely-lost scenarios of the accuracy corpus, as plain functions with no leakcheck in
+//! them: `tests/scenarios.rs` runs each inside a check, and `examples/definite_leaks.rs` runs
+//! the same function alone so that valgrind and LeakSanitizer can judge the same code at the
+//! same lines (`scripts/compare-valgrind`).
+//!
+//! Every function leaks a byte count that no other scenario leaks, so a report can be matched
+//! to its scenario. The line of each allocation ends in a `// site: NAME` marker: the
+//! root package's `tests/accuracy.rs` and `scripts/compare-valgrind` look the line up by its
+//! marker, so moving code does not break them. `#[inline(never)]` keeps every function a frame
+//! of its own, and `black_box` keeps the optimiser from removing a leak.
+
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+/// `Box::leak` of a 1,101-byte buffer.
+#[inline(never)]
+pub fn box_leak() -> &'static mut [u8; 1_101] {
+    Box::leak(black_box(Box::new([0x11u8; 1_101]))) // site: box_leak
+}
+
+/// `mem::forget` of a 1,202-byte `Vec`.
+#[inline(never)]
+pub fn forget_vec() {
+    let buffer = vec![0x12u8; 1_202]; // site: forget_vec
+    std::mem::forget(black_box(buffer));
+}
+
+/// `mem::forget` of a `String` with 1,303 bytes of capacity.
+#[inline(never)]
+pub fn forget_string() {
+    let mut text = String::with_capacity(1_303); // site: forget_string
+    text.push_str("forgotten");
+    std::mem::forget(black_box(text));
+}
+
+/// `Box::into_raw` of a 1,404-byte buffer, never turned back into a box.
+#[inline(never)]
+pub fn box_into_raw() -> *mut [u8; 1_404] {
+    Box::into_raw(black_box(Box::new([0x14u8; 1_404]))) // site: box_into_raw
+}
+
+/// A node of [`rc_cycle`]: 48 bytes in its `Rc` allocation (two counts of 8, a boxed slice of
+/// 16, a `RefCell<Option<Rc>>` of 16).
+pub struct RcNode {
+    payload: Box<[u8]>,
+    next: RefCell<Option<Rc<RcNode>>>,
+}
+
+/// Two `Rc` nodes that point at each other, with payloads of 1,501 and 1,502 bytes, and no
+/// other owner: the cycle keeps both counts above zero forever.
+///
+/// Both nodes are made at the same line, so which one is "definitely lost" (the one a
+/// valgrind-style checker starts the lost structure from) does not change the report: 48 bytes
+/// definitely lost and 48 + 3,003 indirectly lost.
+#[inline(never)]
+pub fn rc_cycle() {
+    let nodes: Vec<Rc<RcNode>> = [1_501, 1_502]
+        .into_iter()
+        .map(|len| {
+            let payload = vec![0x15u8; len].into_boxed_slice(); // site: rc_cycle_payload
+            let next = RefCell::new(None);
+            Rc::new(RcNode { payload, next }) // site: rc_cycle_node
+        })
+        .collect();
+    *nodes[0].next.borrow_mut() = Some(Rc::clone(&nodes[1]));
+    *nodes[1].next.borrow_mut() = Some(Rc::clone(&nodes[0]));
+    black_box(nodes.iter().map(|n| n.payload.len()).sum::<usize>());
+}
+
+/// A node of [`arc_cycle`]: 48 bytes in its `Arc` allocation (two counts of 8, a boxed slice of
+/// 16, a `Mutex<Option<Arc>>` of 16).
+pub struct ArcNode {
+    payload: Box<[u8]>,
+    next: Mutex<Option<Arc<ArcNode>>>,
+}
+
+/// [`rc_cycle`] with `Arc` and `Mutex`, payloads of 1,601 and 1,602 bytes.
+#[inline(never)]
+pub fn arc_cycle() {
+    let nodes: Vec<Arc<ArcNode>> = [1_601, 1_602]
+        .into_iter()
+        .map(|len| {
+            let payload = vec![0x16u8; len].into_boxed_slice(); // site: arc_cycle_payload
+            let next = Mutex::new(None);
+            Arc::new(ArcNode { payload, next }) // site: arc_cycle_node
+        })
+        .collect();
+    *nodes[0].next.lock().unwrap() = Some(Arc::clone(&nodes[1]));
+    *nodes[1].next.lock().unwrap() = Some(Arc::clone(&nodes[0]));
+    black_box(nodes.iter().map(|n| n.payload.len()).sum::<usize>());
+}
+
+/// A singly linked list node of 128 bytes.
+pub struct ListNode {
+    value: [u8; 120],
+    next: Option<Box<ListNode>>,
+}
+
+/// A six-node list whose head is forgotten: the head is definitely lost (128 bytes) and the
+/// five nodes behind it indirectly lost (640 bytes).
+#[inline(never)]
+pub fn leak_linked_list() {
+    let mut head: Option<Box<ListNode>> = None;
+    for i in 0..6u8 {
+        let node = ListNode {
+            value: [i; 120],
+            next: head.take(),
+        };
+        head = Some(Box::new(node)); // site: linked_list_node
+    }
+    let mut len = 0;
+    let mut node = head.as_deref();
+    while let Some(n) = node {
+        len += n.value.len();
+        node = n.next.as_deref();
+    }
+    black_box(len);
+    std::mem::forget(head);
+}
+
+/// A thread from `std::thread::spawn`, joined, that forgets 2,101 bytes.
+#[inline(never)]
+pub fn leak_in_spawned_thread() {
+    std::thread::spawn(|| {
+        std::mem::forget(black_box(vec![0x21u8; 2_101])); // site: thread_spawn
+    })
+    .join()
+    .unwrap();
+}
+
+/// A scoped thread (`std::thread::scope`) that forgets 2,202 bytes.
+#[inline(never)]
+pub fn leak_in_scoped_thread() {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::mem::forget(black_box(vec![0x22u8; 2_202])); // site: thread_scope
+        });
+    });
+}
+
+/// A named thread from `std::thread::Builder`, joined, that forgets 2,303 bytes.
+#[inline(never)]
+pub fn leak_in_builder_thread() {
+    std::thread::Builder::new()
+        .name("leaky-builder".to_owned())
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            std::mem::forget(black_box(vec![0x23u8; 2_303])); // site: thread_builder
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// A thread that starts a second thread, which forgets 2,404 bytes: ownership passes down.
+#[inline(never)]
+pub fn leak_in_grandchild_thread() {
+    std::thread::spawn(|| {
+        std::thread::spawn(|| {
+            std::mem::forget(black_box(vec![0x24u8; 2_404])); // site: thread_grandchild
+        })
+        .join()
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// A task spawned onto the current tokio runtime (a worker thread under `multi_thread`) that
+/// forgets 2,505 bytes.
+pub async fn leak_in_spawned_task() {
+    tokio::spawn(async {
+        std::mem::forget(black_box(vec![0x25u8; 2_505])); // site: tokio_task
+    })
+    .await
+    .unwrap();
+}
+
+/// A closure run on tokio's blocking pool that forgets 2,606 bytes.
+pub async fn leak_in_blocking_task() {
+    tokio::task::spawn_blocking(|| {
+        std::mem::forget(black_box(vec![0x26u8; 2_606])); // site: tokio_blocking
+    })
+    .await
+    .unwrap();
+}
+
+/// Every scenario above, by the name `examples/definite_leaks.rs` takes on its command line.
+pub const DEFINITE_LEAKS: &[&str] = &[
+    "box_leak",
+    "forget_vec",
+    "forget_string",
+    "box_into_raw",
+    "rc_cycle",
+    "arc_cycle",
+    "linked_list",
+    "thread_spawn",
+    "thread_scope",
+    "thread_builder",
+    "thread_grandchild",
+    "tokio_task",
+    "tokio_blocking",
+];
