@@ -53,6 +53,12 @@ pub(crate) struct Runner<'c> {
     scope: Scope,
     rules: &'static [suppress::Rule],
     untracked_before: u64,
+    stackless_before: u64,
+    /// Why leftover blocks are judged without the reachability scan, if they are; a body that
+    /// can run twice then gets a warm-up run whose leftovers do not count (unless `repeat`
+    /// already warms up).
+    without_scan: Option<NoScan>,
+    repeatable: bool,
     runs: usize,
     /// Live bytes of the scope after each run (the first is the warm-up).
     live_after: Vec<usize>,
@@ -73,6 +79,7 @@ impl<'c> Runner<'c> {
         config: &Config,
         subject: String,
         unwinder: Option<Unwinder>,
+        repeatable: bool,
     ) -> Result<Runner<'c>, StartError> {
         crate::raw::prepare_for_fork();
         // Before the scope: its snapshot of /proc allocates.
@@ -93,13 +100,26 @@ impl<'c> Runner<'c> {
             process_wide: config.process_per_test,
         };
         let scope = Scope::new(settings).map_err(|_| StartError::TooManyChecks)?;
-        let runner = Runner {
+        let without_scan = if !config.scan {
+            Some(NoScan::Disabled)
+        } else if !scan::supported() {
+            Some(NoScan::Unsupported)
+        } else {
+            None
+        };
+        if let Some(reason) = without_scan {
+            reason.say_once();
+        }
+        let mut runner = Runner {
             check,
             subject,
             stacks,
             scope,
             rules,
             untracked_before: track::untracked_so_far(),
+            stackless_before: track::stackless_so_far(),
+            without_scan,
+            repeatable,
             runs: 0,
             live_after: Vec::new(),
             by_stack_before: HashMap::new(),
@@ -110,15 +130,22 @@ impl<'c> Runner<'c> {
         if !runner.allocator_sees_scope() {
             return Err(StartError::NotInstalled);
         }
+        // The probe's own record does not count.
+        runner.untracked_before = track::untracked_so_far();
+        runner.stackless_before = track::stackless_so_far();
         Ok(runner)
     }
 
     /// Allocates one probe block inside the scope: if no record appears, some other global
     /// allocator is in charge and every verdict would be a silent pass.
+    /// A probe whose record could not be stored (leakcheck's bookkeeping is out of memory)
+    /// was still seen.
     fn allocator_sees_scope(&self) -> bool {
+        let untracked = track::untracked_so_far();
         let _inside = self.scope.enter();
         let probe = std::hint::black_box(Box::new(0u64));
-        let seen = self.scope.owns(&*probe as *const u64 as usize);
+        let seen = self.scope.owns(&*probe as *const u64 as usize)
+            || track::untracked_so_far() > untracked;
         drop(probe);
         seen
     }
@@ -131,8 +158,15 @@ impl<'c> Runner<'c> {
         self.runs += 1;
         if self.check.repeat > 0 {
             self.measure_growth();
+        } else if self.warms_up() && self.runs == 1 {
+            // What the warm-up made and still holds (lazy statics, caches) is not the test's.
+            self.scope.forget_live_records();
         }
         value
+    }
+
+    fn warms_up(&self) -> bool {
+        self.without_scan.is_some() && self.check.repeat == 0 && self.repeatable
     }
 
     #[inline(never)]
@@ -145,11 +179,12 @@ impl<'c> Runner<'c> {
 
     /// Whether every run (warm-up and measured) has been made.
     pub(crate) fn done(&self) -> bool {
-        self.runs > self.check.repeat
+        self.runs > self.check.repeat + usize::from(self.warms_up())
     }
 
     /// Disarms the scope and judges what is still live.
     pub(crate) fn finish(self) -> Report {
+        let warmed_up = self.warms_up();
         let Runner {
             check,
             subject,
@@ -157,6 +192,8 @@ impl<'c> Runner<'c> {
             scope,
             rules,
             untracked_before,
+            stackless_before,
+            without_scan,
             live_after,
             by_stack_before,
             by_stack_after,
@@ -170,7 +207,8 @@ impl<'c> Runner<'c> {
             scope.wait_for_threads(THREAD_EXIT_GRACE);
             watch.finish()
         });
-        let records = scope.finish();
+        let finished = scope.finish();
+        let records = finished.records();
         let _blocked = track::Block::new();
         let growth = (check.repeat > 0).then(|| Growth {
             per_run: live_after
@@ -179,19 +217,65 @@ impl<'c> Runner<'c> {
                 .collect(),
             sites: growth_sites(&by_stack_before, &by_stack_after),
         });
-        let kinds = classify(&records);
-        Report::build(ReportInput {
+        let kinds = match without_scan {
+            None => classify(records),
+            Some(_) => vec![Kind::Definite; records.len()],
+        };
+        let report = Report::build(ReportInput {
             subject,
-            records: &records,
+            records,
             kinds: &kinds,
             stacks,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
+            stackless: track::stackless_so_far().saturating_sub(stackless_before),
+            without_scan: without_scan.map(|reason| (reason.explain(), warmed_up)),
             check,
             stats,
             growth,
             rules,
             resources,
-        })
+        });
+        // What is still reachable may be how a later check's blocks are reached (a cache this
+        // body created and a later one fills).
+        finished.settle(|i| kinds[i] == Kind::Reachable);
+        report
+    }
+}
+
+/// Why a check judges leftover blocks without the reachability scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoScan {
+    /// `LEAKCHECK_SCAN=0`.
+    Disabled,
+    /// No scan on this platform (or `process_vm_readv` is forbidden here).
+    Unsupported,
+}
+
+impl NoScan {
+    fn explain(self) -> &'static str {
+        match self {
+            NoScan::Disabled => "LEAKCHECK_SCAN=0",
+            NoScan::Unsupported => {
+                "leakcheck has no reachability scan on this platform (it needs x86_64 Linux with \
+                 glibc and process_vm_readv)"
+            }
+        }
+    }
+
+    /// Says once per process, on stderr, how checks judge leftovers.
+    fn say_once(self) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            untracked(|| {
+                eprintln!(
+                    "leakcheck: {}: leftover blocks are judged without reachability. A checked \
+                     body that can run twice (`#[leakcheck]`, `Check::run`) runs once as a warm-up \
+                     first (lazy statics and caches fill up there), and only what its measured run \
+                     leaves live counts",
+                    self.explain()
+                )
+            })
+        });
     }
 }
 
@@ -202,18 +286,23 @@ fn call_inside<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
 }
 
 /// Whether each leftover block is lost or still reachable, by a conservative scan of the
-/// roots: the statics of every loaded object and this thread's TLS. Not the stack: the frames
+/// roots: the statics of every loaded object and this thread's TLS, and through the blocks
+/// earlier checks left reachable (see [`track::RETAINED`]). Not the stack: the frames
 /// above the check (the test function, the runner) keep stale copies of addresses in slots
 /// they never wrote, from calls that returned before the check (a freed block's address, later
 /// reused by a leaked one), and a stale copy makes a real leak look reachable. Where no scan is
 /// possible every block counts as lost: a false alarm can be suppressed, a silent miss cannot
 /// be noticed.
-fn classify(records: &[Record]) -> Vec<Kind> {
+pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
     if records.is_empty() || !scan::supported() {
         return vec![Kind::Definite; records.len()];
     }
     let blocks: Vec<(usize, usize)> = records.iter().map(|r| (r.addr, r.size)).collect();
-    scan::classify_without_stack(&blocks, &[])
+    let transit: Vec<(usize, usize)> = track::retained_records()
+        .iter()
+        .map(|r| (r.addr, r.size))
+        .collect();
+    scan::classify_without_stack(&blocks, &transit)
         .into_iter()
         .map(|reach| match reach {
             Reach::DefinitelyLost => Kind::Definite,

@@ -28,6 +28,9 @@ pub(crate) struct Config {
     pub(crate) format: Format,
     /// Track the whole program from before `main` and report at exit (`LEAKCHECK_AT_EXIT`).
     pub(crate) at_exit: bool,
+    /// Judge leftover blocks by the reachability scan where the platform has one
+    /// (`LEAKCHECK_SCAN`); without it, a warm-up run stands in for it.
+    pub(crate) scan: bool,
 }
 
 /// How reports are printed on stderr (`LEAKCHECK_FORMAT`).
@@ -135,12 +138,21 @@ impl Config {
             &[("0", false), ("1", true)],
             "`0` (the default), `1` (report what the program leaks at exit)",
         )?;
+        let scan = choose(
+            &lookup,
+            "LEAKCHECK_SCAN",
+            true,
+            &[("1", true), ("0", false)],
+            "`1` (the reachability scan, the default), \
+             `0` (no scan: a warm-up run, then every leftover block counts)",
+        )?;
         Ok(Config {
             mode,
             backtrace,
             process_per_test,
             format,
             at_exit,
+            scan,
         })
     }
 }
@@ -168,6 +180,7 @@ mod tests {
                 process_per_test: false,
                 format: Format::Text,
                 at_exit: false,
+                scan: true,
             }
         );
         assert_eq!(parse(&[("LEAKCHECK", "")]).unwrap().mode, Mode::Fail);
@@ -218,6 +231,12 @@ mod tests {
         assert_eq!(
             parse(&[("LEAKCHECK_FORMAT", "")]).unwrap().format,
             Format::Text
+        );
+        assert!(!parse(&[("LEAKCHECK_SCAN", "0")]).unwrap().scan);
+        let error = parse(&[("LEAKCHECK_SCAN", "no")]).unwrap_err().to_string();
+        assert!(
+            error.contains("LEAKCHECK_SCAN=\"no\"") && error.contains("`0` (no scan"),
+            "{error}"
         );
         assert!(parse(&[("LEAKCHECK_AT_EXIT", "1")]).unwrap().at_exit);
         assert!(!parse(&[("LEAKCHECK_AT_EXIT", "0")]).unwrap().at_exit);

@@ -128,6 +128,7 @@
 //! | `LEAKCHECK_OUT` | a directory: each failing checked test writes its report there as JSON and as a DHAT file (see [Report files](#report-files)) |
 //! | `LEAKCHECK_FORMAT` | `text` (default); `json`: print the JSON report instead of the text one |
 //! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit (see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
+//! | `LEAKCHECK_SCAN` | `1` (default): blocks still reachable from statics and thread-locals are not leaks; `0`: no reachability scan, as on platforms without one: the body runs once as a warm-up, and every block its measured run leaves live is a leak |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
 //! values.
@@ -282,14 +283,22 @@
 //! - The "not counted" rules need stacks: with `LEAKCHECK_BACKTRACE=0`, a `println!` under
 //!   output capture or the first touch of a lazy static can be reported as a leak. Run with
 //!   `--nocapture`, or keep stacks on.
-//! - The root scan sees statics and thread-locals, and follows pointers only through blocks
-//!   made during the check. Something kept on purpose by a heap object that existed before the
-//!   check (a cache created by an earlier test, or outside `check`) is reported as lost; use
-//!   `ignore` or a suppression for it. The scan does not read stack frames: the frames above a
-//!   check keep stale copies of addresses (glibc's `free` leaves the freed address behind, and
-//!   the next block of that size gets it), which made real leaks look reachable in our tests,
-//!   so a block that the body hands to a local variable of its caller counts as lost. The scan
-//!   runs on x86_64 Linux with glibc; elsewhere every leftover block counts as lost.
+//! - The root scan sees statics and thread-locals, and follows pointers through blocks made
+//!   during the check and through blocks that earlier checks left reachable (a cache one test
+//!   created and another fills). A heap object made outside every check (before the first
+//!   one, in an unannotated test, or inside `ignore`) is not followed: what only it keeps is
+//!   reported as lost; use `ignore` or a suppression for it. Once a check has left reachable
+//!   blocks behind, every free in the process looks its block up in leakcheck's table (a
+//!   shard lock), so unchecked code runs a little slower than with the allocator idle. The
+//!   scan does not read stack frames: the frames above a check keep stale copies of addresses
+//!   (glibc's `free` leaves the freed address behind, and the next block of that size gets
+//!   it), which made real leaks look reachable in our tests, so a block that the body hands to
+//!   a local variable of its caller counts as lost.
+//! - The scan runs on x86_64 Linux with glibc. Elsewhere (or with `LEAKCHECK_SCAN=0`) a
+//!   warning says so once, and checks fall back to a warm-up run: a body that can run twice
+//!   (`#[leakcheck]`, [`Check::run`]) runs once first, and every block its measured run leaves
+//!   live counts, reachable or not; [`check`] runs its `FnOnce` body once and counts all it
+//!   leaves. A body with side effects that cannot happen twice needs the scan.
 //! - Release builds without debug info show function names but no file:line; add
 //!   `debug = "line-tables-only"` to the profile for line numbers.
 //! - Frame pointers are walked on x86_64 and aarch64 Linux; other targets use the DWARF
@@ -359,12 +368,7 @@ pub use stats::{stats, Stats};
 /// report), or an environment variable has a value leakcheck does not accept.
 #[track_caller]
 pub fn check<F: FnOnce()>(body: F) -> Report {
-    let mut body = Some(body);
-    Check::new().run(move || {
-        if let Some(body) = body.take() {
-            body();
-        }
-    })
+    Check::new().run_once(body)
 }
 
 /// Runs `f` with leak tracking suspended on this thread and returns its value: what it

@@ -167,8 +167,30 @@ impl Check {
     ///
     /// As [`check`](crate::check).
     #[track_caller]
-    pub fn run<F: FnMut()>(self, mut body: F) -> Report {
-        let location = core::panic::Location::caller();
+    pub fn run<F: FnMut()>(self, body: F) -> Report {
+        self.run_from(core::panic::Location::caller(), body, true)
+    }
+
+    /// [`run`](Check::run) for a body that may run only once (no warm-up run where the
+    /// reachability scan is missing; `repeat` is ignored).
+    #[track_caller]
+    pub(crate) fn run_once<F: FnOnce()>(mut self, body: F) -> Report {
+        self.repeat = 0;
+        let mut body = Some(body);
+        let once = move || {
+            if let Some(body) = body.take() {
+                body();
+            }
+        };
+        self.run_from(core::panic::Location::caller(), once, false)
+    }
+
+    fn run_from(
+        self,
+        location: &core::panic::Location<'_>,
+        mut body: impl FnMut(),
+        repeatable: bool,
+    ) -> Report {
         let subject = format!("check at {}:{}", location.file(), location.line());
         let mut config = match crate::config::Config::from_env() {
             Ok(config) => config,
@@ -179,10 +201,11 @@ impl Check {
         // nextest or leakcheck's harness).
         config.process_per_test = false;
         let unwinder = config.backtrace.then(crate::raw::stack::calibrate);
-        let mut runner = match crate::check::Runner::new(&self, &config, subject, unwinder) {
-            Ok(runner) => runner,
-            Err(error) => panic!("{error}"),
-        };
+        let mut runner =
+            match crate::check::Runner::new(&self, &config, subject, unwinder, repeatable) {
+                Ok(runner) => runner,
+                Err(error) => panic!("{error}"),
+            };
         loop {
             runner.run(&mut body);
             if runner.done() {

@@ -140,7 +140,7 @@ pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
     // Called from this generic function, which is compiled in the user's crate with the user's
     // flags, so calibration sees whether their code keeps frame pointers.
     let unwinder = config.backtrace.then(stack::calibrate);
-    let mut runner = match Runner::new(&meta.options, &config, subject(meta), unwinder) {
+    let mut runner = match Runner::new(&meta.options, &config, subject(meta), unwinder, true) {
         Ok(runner) => runner,
         Err(error) => return cannot_check(meta, &error),
     };
@@ -175,6 +175,14 @@ pub fn bookkeeping() -> (usize, usize, usize, usize) {
     let (table_bytes, records) = crate::raw::table::footprint();
     let (stacks, stack_bytes) = crate::raw::intern::footprint();
     (table_bytes, records, stacks, stack_bytes)
+}
+
+/// Fault injection for leakcheck's tests: while `table` is set, the record table cannot grow;
+/// while `stacks` is set, the stack store takes no new stacks; as when `System` is out of
+/// memory for leakcheck's own bookkeeping.
+pub fn fail_bookkeeping(table: bool, stacks: bool) {
+    crate::raw::table::refuse_growth(table);
+    crate::raw::intern::refuse_new_stacks(stacks);
 }
 
 /// Which stack walker checks use: "frame-pointers", "dwarf" or "uncalibrated".

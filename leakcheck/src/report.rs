@@ -162,6 +162,11 @@ pub(crate) struct ReportInput<'a> {
     pub(crate) kinds: &'a [Kind],
     pub(crate) stacks: Option<Unwinder>,
     pub(crate) untracked: u64,
+    /// Blocks recorded without their stack (the stack store was full).
+    pub(crate) stackless: u64,
+    /// Why leftovers were judged without the reachability scan, and whether a warm-up run
+    /// came first.
+    pub(crate) without_scan: Option<(&'static str, bool)>,
     pub(crate) check: &'a Check,
     pub(crate) stats: ScopeStats,
     pub(crate) growth: Option<Growth>,
@@ -202,6 +207,8 @@ pub struct Report {
     growth: Option<Vec<i64>>,
     stacks: Option<Unwinder>,
     untracked: u64,
+    stackless: u64,
+    without_scan: Option<(&'static str, bool)>,
     resources: ResourceOutcome,
 }
 
@@ -302,6 +309,8 @@ impl Report {
             kinds,
             stacks,
             untracked,
+            stackless,
+            without_scan,
             check,
             stats,
             growth,
@@ -415,6 +424,8 @@ impl Report {
             growth: growth.map(|g| g.per_run),
             stacks,
             untracked,
+            stackless,
+            without_scan,
             resources,
         }
     }
@@ -732,6 +743,28 @@ impl Report {
                 plural(self.untracked as usize, "allocation", "allocations")
             )?;
         }
+        if self.stackless > 0 {
+            writeln!(
+                f,
+                "note: stacks unavailable for {}: leakcheck's stack store is full or out of memory; \
+                 they are counted, in a group whose stack could not be resolved",
+                plural(self.stackless as usize, "allocation", "allocations")
+            )?;
+        }
+        if let Some((reason, warmed_up)) = self.without_scan {
+            if !self.groups.is_empty() {
+                let how = if warmed_up {
+                    "the body ran twice and every block its second run left live counts"
+                } else {
+                    "every block the body left live counts (`leakcheck::check` runs its body once; \
+                     `Check::run` and `#[leakcheck]` add a warm-up run that absorbs one-off caches)"
+                };
+                writeln!(
+                    f,
+                    "note: judged without the reachability scan ({reason}): {how}"
+                )?;
+            }
+        }
         if self.is_clean() || self.groups.is_empty() {
             return Ok(());
         }
@@ -813,6 +846,8 @@ mod tests {
             kinds: &kinds,
             stacks: None,
             untracked: 0,
+            stackless: 0,
+            without_scan: None,
             check,
             stats: ScopeStats::default(),
             growth: None,
@@ -886,6 +921,8 @@ mod tests {
             kinds: &kinds,
             stacks: None,
             untracked: 0,
+            stackless: 0,
+            without_scan: None,
             check: &check,
             stats: ScopeStats {
                 allocations: 3,
@@ -921,6 +958,8 @@ mod tests {
                 kinds: &kinds,
                 stacks: None,
                 untracked: 0,
+                stackless: 0,
+                without_scan: None,
                 check: &Check::new().repeat(per_run.len()),
                 stats: ScopeStats::default(),
                 growth: Some(Growth {

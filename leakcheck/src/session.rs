@@ -179,10 +179,12 @@ impl Session {
         let Some(scope) = self.scope.take() else {
             return self.build(&[], &[], reachable);
         };
-        let records = scope.finish();
+        let finished = scope.finish();
         let _blocked = track::Block::new();
-        let kinds = classify(&records);
-        self.build(&records, &kinds, reachable)
+        let kinds = classify(finished.records());
+        let report = self.build(finished.records(), &kinds, reachable);
+        finished.settle(|i| kinds[i] == Kind::Reachable);
+        report
     }
 
     fn build(&self, records: &[Record], kinds: &[Kind], reachable: Reachable) -> Report {
@@ -193,6 +195,8 @@ impl Session {
             kinds,
             stacks: self.stacks,
             untracked: track::untracked_so_far().saturating_sub(self.untracked_before),
+            stackless: 0,
+            without_scan: None,
             check: &check,
             stats: ScopeStats::default(),
             growth: None,
@@ -222,24 +226,10 @@ impl Drop for Session {
     }
 }
 
-/// How the blocks left at the end relate to the roots, from the conservative scan of the
-/// statics of every loaded object and this thread's thread-locals, as in checks. Not the
-/// stack: its frames keep stale copies of addresses in slots they never wrote, which would
-/// hide real leaks (and at exit, `main` has returned anyway). Where no scan is possible every
-/// block counts as lost: a false alarm can be suppressed, a silent miss cannot be noticed.
+/// How the blocks left at the end relate to the roots: the same conservative scan as checks
+/// (statics and this thread's thread-locals, not the stack; at exit `main` has returned).
 fn classify(records: &[Record]) -> Vec<Kind> {
-    if records.is_empty() || !crate::raw::scan::supported() {
-        return vec![Kind::Definite; records.len()];
-    }
-    let blocks: Vec<(usize, usize)> = records.iter().map(|r| (r.addr, r.size)).collect();
-    crate::raw::scan::classify_without_stack(&blocks, &[])
-        .into_iter()
-        .map(|reach| match reach {
-            crate::raw::scan::Reach::DefinitelyLost => Kind::Definite,
-            crate::raw::scan::Reach::IndirectlyLost => Kind::Indirect,
-            crate::raw::scan::Reach::Reachable => Kind::Reachable,
-        })
-        .collect()
+    crate::check::classify(records)
 }
 
 /// A call site's frames as a key: two raw stacks that read the same are one site.

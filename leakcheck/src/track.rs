@@ -20,6 +20,12 @@ const STATS_BIT: u32 = 2;
 const SLOT_SHIFT: u32 = 2;
 const SLOT_COUNT: usize = 128;
 const COUNTER_SHIFT: u32 = 9;
+/// The scope of blocks that a finished check left reachable (a cache it filled, a lazy static
+/// it initialised). Its counter bits are 0, so no check ever has this id, and it has neither
+/// the stacks nor the statistics bit, so frees of such blocks take the plain path. Later
+/// checks scan through these blocks: an entry that a test adds to a cache another check
+/// created is reachable through the cache's table, which is such a block.
+pub(crate) const RETAINED: u32 = 1 << SLOT_SHIFT;
 
 fn slot_of(scope: u32) -> &'static Slot {
     &SLOTS[((scope >> SLOT_SHIFT) as usize) & (SLOT_COUNT - 1)]
@@ -96,8 +102,13 @@ static PROCESS_SCOPE: AtomicU32 = AtomicU32::new(0);
 static PROCESS_INCLUDES_MAIN: AtomicBool = AtomicBool::new(false);
 /// Scopes that are armed or still have records. While 0, frees skip the table entirely.
 static TABLE_USERS: AtomicUsize = AtomicUsize::new(0);
+/// Whether some check has retained blocks; it then holds one count of `TABLE_USERS` for good,
+/// so frees keep looking their blocks up.
+static RETAINING: AtomicBool = AtomicBool::new(false);
 /// Blocks that should have been tracked but whose record could not be stored (out of memory).
 static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// Blocks recorded without their stack because the stack store could not take it.
+static STACKLESS: AtomicU64 = AtomicU64::new(0);
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 #[inline]
@@ -300,7 +311,11 @@ fn record(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         let mut frames = [0usize; MAX_FRAMES];
         let len = stack::capture(&mut frames);
-        intern::intern(&frames[..len])
+        let id = intern::intern(&frames[..len]);
+        if id == 0 {
+            STACKLESS.fetch_add(1, Ordering::Relaxed);
+        }
+        id
     } else {
         0
     };
@@ -536,35 +551,30 @@ impl Scope {
         }
     }
 
+    /// Forgets the blocks live under this scope now (a warm-up run's): they stop counting and
+    /// their frees are no longer looked up.
+    pub(crate) fn forget_live_records(&self) {
+        drop(collect(self.id, true));
+    }
+
     /// Copies of the records live under this scope now, leaving them in place.
     pub(crate) fn live_records(&self) -> Vec<Record> {
-        self.collect(false)
+        collect(self.id, false)
     }
 
-    /// Stops recording and takes every record still live under this scope.
-    pub(crate) fn finish(mut self) -> Vec<Record> {
+    /// Stops recording; the records still live under the scope stay in the table (so frees
+    /// from other threads keep finding them) until [`Finished::settle`].
+    pub(crate) fn finish(mut self) -> Finished {
         self.done = true;
-        self.disarm_and_drain()
-    }
-
-    fn collect(&self, drain: bool) -> Vec<Record> {
-        let _blocked = Block::new();
-        let mut records = Vec::new();
-        loop {
-            let mut batch = Vec::with_capacity(table::count_scope(self.id) + 16);
-            let complete = table::collect_scope(self.id, &mut batch, drain);
-            // A drained batch is gone from the table and must be kept; an incomplete copy is
-            // simply taken again, whole, with more room.
-            if drain || complete {
-                records.append(&mut batch);
-            }
-            if complete {
-                return records;
-            }
+        self.disarm();
+        Finished {
+            id: self.id,
+            records: collect(self.id, false),
+            settled: false,
         }
     }
 
-    fn disarm_and_drain(&mut self) -> Vec<Record> {
+    fn disarm(&mut self) {
         if self.process_wide {
             PROCESS_INCLUDES_MAIN.store(false, Ordering::Relaxed);
             PROCESS_SCOPE.store(0, Ordering::Release);
@@ -573,9 +583,6 @@ impl Scope {
         // now sees it gone when it checks again after its insert, and takes its record back,
         // so nothing is left behind for good.
         slot_of(self.id).id.store(0, Ordering::SeqCst);
-        let records = self.collect(true);
-        TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
-        records
     }
 }
 
@@ -583,8 +590,80 @@ impl Drop for Scope {
     fn drop(&mut self) {
         if !self.done {
             self.done = true;
-            drop(self.disarm_and_drain());
+            self.disarm();
+            drain_and_release(self.id);
         }
+    }
+}
+
+/// Copies (or with `drain`, takes) every record under `scope`.
+fn collect(scope: u32, drain: bool) -> Vec<Record> {
+    let _blocked = Block::new();
+    let mut records = Vec::new();
+    loop {
+        let mut batch = Vec::with_capacity(table::count_scope(scope) + 16);
+        let complete = table::collect_scope(scope, &mut batch, drain);
+        // A drained batch is gone from the table and must be kept; an incomplete copy is
+        // simply taken again, whole, with more room.
+        if drain || complete {
+            records.append(&mut batch);
+        }
+        if complete {
+            return records;
+        }
+    }
+}
+
+fn drain_and_release(scope: u32) {
+    drop(collect(scope, true));
+    TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A disarmed scope whose leftover blocks are still in the table, waiting to be judged.
+pub(crate) struct Finished {
+    id: u32,
+    records: Vec<Record>,
+    settled: bool,
+}
+
+impl Finished {
+    /// The blocks left live under the scope when it was disarmed.
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Keeps the records for which `retain` is true as [`RETAINED`] blocks, for later checks
+    /// to scan through, and forgets the rest.
+    pub(crate) fn settle(mut self, retain: impl Fn(usize) -> bool) {
+        let _blocked = Block::new();
+        self.settled = true;
+        let kept: Vec<usize> = (0..self.records.len()).filter(|&i| retain(i)).collect();
+        if !kept.is_empty() && !RETAINING.swap(true, Ordering::SeqCst) {
+            TABLE_USERS.fetch_add(1, Ordering::SeqCst);
+        }
+        for i in kept {
+            // A block freed since the copy has no record left to retag: nothing to keep.
+            table::retag(self.records[i].addr, self.id, RETAINED);
+        }
+        drain_and_release(self.id);
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            drain_and_release(self.id);
+        }
+    }
+}
+
+/// Copies of the blocks earlier checks left reachable and that are still live.
+pub(crate) fn retained_records() -> Vec<Record> {
+    if RETAINING.load(Ordering::Relaxed) {
+        collect(RETAINED, false)
+    } else {
+        Vec::new()
     }
 }
 
@@ -604,4 +683,9 @@ impl Drop for Entered {
 /// Blocks whose record could not be stored so far, process-wide.
 pub(crate) fn untracked_so_far() -> u64 {
     UNTRACKED.load(Ordering::Relaxed)
+}
+
+/// Blocks recorded without a stack so far because the stack store was full, process-wide.
+pub(crate) fn stackless_so_far() -> u64 {
+    STACKLESS.load(Ordering::Relaxed)
 }

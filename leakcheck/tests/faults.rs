@@ -275,3 +275,90 @@ fn a_huge_request_the_system_refuses_is_not_recorded() {
     });
     assert!(report.is_clean(), "{report}");
 }
+
+/// Leaks one block from one of `2^depth` distinct call paths, picked by `path`.
+#[inline(never)]
+fn leak_from_path(path: u32, depth: u32) {
+    if depth == 0 {
+        std::mem::forget(std::hint::black_box(vec![5u8; 24]));
+    } else if path & 1 == 0 {
+        leak_left(path >> 1, depth - 1);
+    } else {
+        leak_right(path >> 1, depth - 1);
+    }
+}
+
+#[inline(never)]
+fn leak_left(path: u32, depth: u32) {
+    leak_from_path(path, depth);
+    std::hint::black_box(1u8);
+}
+
+#[inline(never)]
+fn leak_right(path: u32, depth: u32) {
+    leak_from_path(path, depth);
+    std::hint::black_box(2u16);
+}
+
+/// Turns injected bookkeeping failures off again even if the test fails.
+struct BookkeepingFault;
+
+impl BookkeepingFault {
+    fn new(table: bool, stacks: bool) -> BookkeepingFault {
+        leakcheck::__private::fail_bookkeeping(table, stacks);
+        BookkeepingFault
+    }
+}
+
+impl Drop for BookkeepingFault {
+    fn drop(&mut self) {
+        leakcheck::__private::fail_bookkeeping(false, false);
+    }
+}
+
+#[test]
+fn a_full_stack_store_degrades_to_counting_and_says_so() {
+    let _serial = serial();
+    let report = {
+        let _fault = BookkeepingFault::new(false, true);
+        // Sixteen call paths this process has never seen: none can be stored.
+        check_every_block(|| (0..16).for_each(|path| leak_from_path(path, 4)))
+    };
+    assert_eq!(report.leaked_bytes(), 16 * 24, "{report}");
+    assert_eq!(report.leaked_allocations(), 16, "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("note: stacks unavailable for 16 allocations"),
+        "{text}"
+    );
+    assert!(text.contains("no stack could be resolved"), "{text}");
+    // With room again, the same paths get their stacks.
+    let report = check_every_block(|| leak_from_path(3, 4));
+    assert!(
+        !report.to_string().contains("stacks unavailable"),
+        "{report}"
+    );
+    assert!(report.groups()[0].frames().len() > 1, "{report}");
+}
+
+#[test]
+fn a_table_that_cannot_grow_degrades_to_counting_and_keeps_every_block() {
+    let _serial = serial();
+    const BLOCKS: usize = 100_000;
+    let (report, kept) = {
+        let _fault = BookkeepingFault::new(true, false);
+        let mut kept = Vec::new();
+        let report = check_every_block(|| {
+            kept = (0..BLOCKS)
+                .map(|i| std::hint::black_box(Box::new(i as u64)))
+                .collect::<Vec<_>>();
+        });
+        (report, kept)
+    };
+    // The user's blocks are all intact: the bookkeeping failure never touches them.
+    assert!(kept.iter().enumerate().all(|(i, b)| **b == i as u64));
+    let text = report.to_string();
+    assert!(text.contains("could not be tracked"), "{text}");
+    assert!(report.leaked_allocations() < BLOCKS + 1, "{report}");
+    drop(kept);
+}

@@ -24,9 +24,7 @@ fn register(n: usize) {
         .push(black_box(vec![7u8; n]).into_boxed_slice());
 }
 
-// The registry's buffer must be made inside the check for the scan to follow it: a block held
-// only by heap memory from before the check is not found (see the manual's limitations), so
-// each test has its own static.
+// Each test has its own static, so that no test depends on another having run first.
 #[test]
 fn a_cache_in_a_static_is_reachable_and_passes() {
     let report = leakcheck::check(|| register(300));
@@ -42,6 +40,43 @@ fn a_cache_in_a_static_is_reachable_and_passes() {
 }
 
 static OTHER_REGISTRY: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+static SHARED_CACHE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// Two tests sharing a cache under `cargo test`: the first creates its table, the second only
+/// adds an entry, which the table (a block from the first check, not from the second) points
+/// to. The scan must follow blocks that earlier checks left reachable, or the second test fails
+/// for a leak it did not make.
+#[test]
+fn an_entry_added_to_a_cache_that_an_earlier_check_created_is_reachable() {
+    let created = leakcheck::check(|| SHARED_CACHE.lock().unwrap().reserve(16));
+    assert!(created.is_clean(), "{created}");
+    assert!(created.reachable().0 >= 16 * 16, "{created}");
+    let filled = leakcheck::check(|| {
+        let mut cache = SHARED_CACHE.lock().unwrap();
+        let before = cache.capacity();
+        cache.push(black_box(vec![3u8; 302]).into_boxed_slice());
+        assert_eq!(cache.capacity(), before, "the table must not have grown");
+    });
+    assert!(filled.is_clean(), "{filled}");
+    assert_eq!(filled.reachable(), (302, 1), "{filled}");
+    // A block that only such a table pointed to, once the table drops it, is a leak again.
+    let lost = Check::new().run(|| {
+        let entry = SHARED_CACHE.lock().unwrap().pop().unwrap();
+        std::mem::forget(black_box(entry));
+        leak_box_in_table(303);
+    });
+    assert_eq!(lost.leaked_bytes(), 303, "{lost}");
+}
+
+/// A block put into the shared table, then the table slot overwritten: nothing points to it.
+#[inline(never)]
+fn leak_box_in_table(n: usize) {
+    let mut cache = SHARED_CACHE.lock().unwrap();
+    cache.push(black_box(vec![4u8; n]).into_boxed_slice());
+    let slot = cache.last_mut().unwrap();
+    std::mem::forget(std::mem::replace(slot, Box::new([])));
+}
 
 #[test]
 fn reachable_fail_counts_them() {

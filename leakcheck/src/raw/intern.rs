@@ -8,7 +8,7 @@
 
 use super::spin::SpinLock;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Deepest stack recorded; deeper stacks keep their innermost frames. Async tests need the
@@ -102,6 +102,14 @@ pub(crate) fn intern(frames: &[usize]) -> u32 {
     id
 }
 
+/// Fault injection for tests: while set, no new stack is stored, as if the arena were full.
+static REFUSE_NEW: AtomicBool = AtomicBool::new(false);
+
+/// See [`REFUSE_NEW`].
+pub(crate) fn refuse_new_stacks(refuse: bool) {
+    REFUSE_NEW.store(refuse, Ordering::Relaxed);
+}
+
 fn intern_shared(frames: &[usize], hash: u64) -> u32 {
     let mut index = INDEX.lock();
     if (index.len + 1) * 2 > index.capacity && !index.grow() {
@@ -121,6 +129,9 @@ fn intern_shared(frames: &[usize], hash: u64) -> u32 {
             }
         }
         i = (i + 1) & mask;
+    }
+    if REFUSE_NEW.load(Ordering::Relaxed) {
+        return 0;
     }
     let new_id = PUBLISHED.load(Ordering::Relaxed) + 1;
     let position = (new_id - 1) as usize;

@@ -9,7 +9,10 @@
 //! glibc's thread descriptor above it), the callee-saved registers at entry, and the caller's
 //! `extra_roots`. Every aligned word of the roots that points anywhere inside a candidate
 //! (interior pointers count, as in LSan's default) makes it reachable, and the reached blocks
-//! are scanned in turn. Other heap blocks (ones that are not candidates) are not scanned.
+//! are scanned in turn. Besides the candidates, the caller may name *transit* blocks: heap
+//! blocks known to be live (those that earlier checks left reachable), which get no verdict
+//! but, once reached, are scanned like roots, so a block kept only by a cache that an earlier
+//! check created is reachable. Other heap blocks are not scanned.
 //!
 //! # Reading memory
 //!
@@ -85,18 +88,21 @@ pub(crate) fn supported() -> bool {
 /// `Reachable`, as on unsupported platforms.
 #[inline]
 pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]) -> Vec<Reach> {
-    os::classify(blocks, extra_roots, None)
+    os::classify(blocks, &[], extra_roots, None)
 }
 
-/// [`classify`] without the stack: the roots are the statics of every loaded object, this
-/// thread's TLS and `extra_roots`. Live frames keep stale copies of addresses in slots they
-/// never wrote (a freed block's address, later reused by a leaked block), so a verdict that
-/// must not miss a leak leaves them out.
+/// [`classify`] without the stack: the roots are the statics of every loaded object and this
+/// thread's TLS. Live frames keep stale copies of addresses in slots they never wrote (a freed
+/// block's address, later reused by a leaked block), so a verdict that must not miss a leak
+/// leaves them out.
+///
+/// `transit` are live heap blocks, disjoint from `blocks` and from each other, that get no
+/// verdict: a transit block the roots reach is scanned, and what it points to is reachable.
 pub(crate) fn classify_without_stack(
     blocks: &[(usize, usize)],
-    extra_roots: &[(usize, usize)],
+    transit: &[(usize, usize)],
 ) -> Vec<Reach> {
-    os::classify(blocks, extra_roots, Some(NO_STACK))
+    os::classify(blocks, transit, &[], Some(NO_STACK))
 }
 
 /// Asks [`os::classify`] to scan no stack frames.
@@ -195,6 +201,9 @@ impl Index {
 /// Reachable: reached from `rooted`. Among the rest, a block is definitely lost when it is the
 /// lowest-indexed block of a strongly connected component that no other lost block points
 /// into (for acyclic structures: no lost block points to it), and indirectly lost otherwise.
+/// Blocks marked in `transit` only pass reachability on: they are left out of the lost
+/// structure (their verdict is meaningless), so a candidate that only an unreached transit
+/// block points to is definitely lost.
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
     allow(dead_code)
@@ -202,6 +211,7 @@ impl Index {
 fn classify_graph(
     n: usize,
     rooted: &[u32],
+    transit: &[bool],
     mut scan: impl FnMut(&[u32], &mut Vec<(u32, u32)>),
 ) -> Vec<Reach> {
     let mut reached = vec![false; n];
@@ -236,7 +246,9 @@ fn classify_graph(
         })
         .collect();
     // Ascending, so the first block of a component met below is its lowest-addressed one.
-    let lost: Vec<u32> = (0..n as u32).filter(|&b| !reached[b as usize]).collect();
+    let lost: Vec<u32> = (0..n as u32)
+        .filter(|&b| !reached[b as usize] && !transit.get(b as usize).copied().unwrap_or(false))
+        .collect();
     if lost.is_empty() {
         return verdicts;
     }
@@ -392,6 +404,7 @@ mod os {
     #[inline(never)]
     pub(super) fn classify(
         blocks: &[(usize, usize)],
+        transit: &[(usize, usize)],
         extra_roots: &[(usize, usize)],
         stack_from: Option<usize>,
     ) -> Vec<Reach> {
@@ -421,6 +434,7 @@ mod os {
         scan_from(
             core::hint::black_box(&registers),
             blocks,
+            transit,
             extra_roots,
             stack_from,
         )
@@ -430,6 +444,7 @@ mod os {
     fn scan_from(
         registers: &[usize; 7],
         blocks: &[(usize, usize)],
+        transit: &[(usize, usize)],
         extra_roots: &[(usize, usize)],
         stack_from: Option<usize>,
     ) -> Vec<Reach> {
@@ -442,7 +457,12 @@ mod os {
                 None => return vec![Reach::Reachable; blocks.len()],
             },
         };
-        let (index, position) = Index::new(blocks);
+        let all: Vec<(usize, usize)> = blocks.iter().chain(transit).copied().collect();
+        let (index, position) = Index::new(&all);
+        let mut is_transit = vec![false; index.len()];
+        for &p in &position[blocks.len()..] {
+            is_transit[p as usize] = true;
+        }
 
         let mut roots = loaded_objects();
         roots.extend(stack);
@@ -478,7 +498,7 @@ mod os {
             }
         });
 
-        let verdicts = classify_graph(index.len(), &rooted, |batch, edges| {
+        let verdicts = classify_graph(index.len(), &rooted, &is_transit, |batch, edges| {
             pieces.clear();
             for &block in batch {
                 let (start, end) = (index.starts[block as usize], index.ends[block as usize]);
@@ -492,7 +512,10 @@ mod os {
                 }
             });
         });
-        position.iter().map(|&p| verdicts[p as usize]).collect()
+        position[..blocks.len()]
+            .iter()
+            .map(|&p| verdicts[p as usize])
+            .collect()
     }
 
     /// [stack pointer, top of this thread's stack), or `None` when `sp` is not on the stack
@@ -822,6 +845,7 @@ mod os {
 
     pub(super) fn classify(
         blocks: &[(usize, usize)],
+        _transit: &[(usize, usize)],
         _extra_roots: &[(usize, usize)],
         _stack_from: Option<usize>,
     ) -> Vec<Reach> {
@@ -836,8 +860,12 @@ mod tests {
 
     /// Classifies a synthetic graph, checking that each block is scanned at most once.
     fn run(adjacency: &[&[u32]], rooted: &[u32]) -> Vec<Reach> {
+        run_with_transit(adjacency, rooted, &[])
+    }
+
+    fn run_with_transit(adjacency: &[&[u32]], rooted: &[u32], transit: &[bool]) -> Vec<Reach> {
         let mut scanned = vec![0; adjacency.len()];
-        let verdicts = classify_graph(adjacency.len(), rooted, |batch, edges| {
+        let verdicts = classify_graph(adjacency.len(), rooted, transit, |batch, edges| {
             for &from in batch {
                 scanned[from as usize] += 1;
                 edges.extend(adjacency[from as usize].iter().map(|&to| (from, to)));
@@ -870,6 +898,22 @@ mod tests {
     #[test]
     fn lost_block_pointing_at_a_reachable_one() {
         assert_eq!(run(&[&[], &[0]], &[0]), [R, D]);
+    }
+
+    #[test]
+    fn transit_blocks_pass_reachability_on_but_are_not_lost_structure() {
+        // 0 is a transit block (a cache table an earlier check left reachable).
+        let transit = [true, false, false];
+        // Rooted transit block → 1 reachable; 2 lost.
+        assert_eq!(
+            run_with_transit(&[&[1], &[], &[]], &[0], &transit)[1..],
+            [R, D]
+        );
+        // Unreached transit block pointing at 1: 1 is still definitely lost, not indirect.
+        assert_eq!(
+            run_with_transit(&[&[1], &[], &[]], &[], &transit)[1..],
+            [D, D]
+        );
     }
 
     #[test]

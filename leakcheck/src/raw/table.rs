@@ -52,6 +52,14 @@ static SHARD_TABLE: [Shard; SHARDS] = [const {
     }))
 }; SHARDS];
 
+/// Fault injection for tests: while set, no shard grows, as if `System` were out of memory.
+static REFUSE_GROWTH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// See [`REFUSE_GROWTH`].
+pub(crate) fn refuse_growth(refuse: bool) {
+    REFUSE_GROWTH.store(refuse, core::sync::atomic::Ordering::Relaxed);
+}
+
 fn mix(addr: usize) -> u64 {
     let mut x = addr as u64;
     x ^= x >> 31;
@@ -118,6 +126,9 @@ impl Slots {
     /// Moves the records into a new array of `capacity` slots (0 frees the array). Returns
     /// false, leaving the table unchanged, if `System` has no memory for it.
     fn resize(&mut self, capacity: usize) -> bool {
+        if capacity > self.capacity && REFUSE_GROWTH.load(core::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let old = Slots {
             ptr: self.ptr,
             capacity: self.capacity,
@@ -218,6 +229,21 @@ pub(crate) fn remove(addr: usize) -> Option<Record> {
     // allocating it again on the next insert was half the cost of a tracked alloc+free.
     // Draining a scope frees empty arrays.
     Some(shard.remove_at(i))
+}
+
+/// Moves a block's record from scope `from` to scope `to`; false if it has no record under
+/// `from` (it was freed, or its address now belongs to another block).
+pub(crate) fn retag(addr: usize, from: u32, to: u32) -> bool {
+    let mut shard = shard_of(addr).lock();
+    let Some(i) = shard.find(addr) else {
+        return false;
+    };
+    let record = &mut shard.slots_mut()[i];
+    if record.scope != from {
+        return false;
+    }
+    record.scope = to;
+    true
 }
 
 /// Whether a block is tracked (and under which scope).
