@@ -5,12 +5,11 @@
 //! The fixture is built once per profile into `target/fixture`, so later runs are incremental.
 //! Every failed assertion prints the whole output of the subprocess it is about.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::path::PathBuf;
+use support::{parse_libtest, parse_nextest, thousands, Fixture, Profile, Run, Verdict};
 
 // ---- what the fixture's `tests/verdicts.rs` must do ----
 
@@ -93,249 +92,26 @@ fn expected_passing() -> BTreeSet<String> {
         .collect()
 }
 
-// ---- building the fixture ----
+// ---- building and running the fixture ----
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn fixture() -> Fixture {
+    Fixture::new("tests/fixture")
 }
 
-fn fixture_dir() -> PathBuf {
-    root().join("tests/fixture")
+/// The fixture's test executable `name`, built once per profile.
+fn exe(profile: Profile, name: &str) -> PathBuf {
+    fixture().build(profile).get(name).to_owned()
 }
 
-fn target_dir() -> PathBuf {
-    root().join("target/fixture")
+fn verdicts(profile: Profile) -> PathBuf {
+    exe(profile, "verdicts")
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Profile {
-    Debug,
-    Release,
-}
-
-/// The fixture's test executables for one profile.
-struct Binaries {
-    verdicts: PathBuf,
-    not_installed: PathBuf,
-}
-
-/// Builds the fixture once per profile per process; builds never overlap.
-fn binaries(profile: Profile) -> &'static Binaries {
-    static DEBUG: OnceLock<Binaries> = OnceLock::new();
-    static RELEASE: OnceLock<Binaries> = OnceLock::new();
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let cell = match profile {
-        Profile::Debug => &DEBUG,
-        Profile::Release => &RELEASE,
-    };
-    cell.get_or_init(|| {
-        let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-        build(profile)
-    })
-}
-
-fn build(profile: Profile) -> Binaries {
-    let mut cmd = cargo();
-    cmd.args(["test", "--no-run", "--message-format=json"])
-        .current_dir(fixture_dir());
-    if profile == Profile::Release {
-        cmd.arg("--release");
-    }
-    let run = Run::new(&format!("build fixture ({profile:?})"), &mut cmd);
-    run.check(run.success, "the fixture does not build");
-    let mut executables = BTreeMap::new();
-    for line in run.stdout.lines().filter(|l| l.starts_with('{')) {
-        let message: serde_json::Value = serde_json::from_str(line).expect("cargo's JSON");
-        let is_test = message["profile"]["test"] == true;
-        if let (true, Some(exe)) = (is_test, message["executable"].as_str()) {
-            let name = message["target"]["name"].as_str().unwrap_or_default();
-            executables.insert(name.to_owned(), PathBuf::from(exe));
-        }
-    }
-    let mut take = |name: &str| {
-        let exe = executables.remove(name);
-        run.check(exe.is_some(), &format!("no test executable `{name}`"));
-        exe.unwrap()
-    };
-    Binaries {
-        verdicts: take("verdicts"),
-        not_installed: take("not_installed"),
-    }
-}
-
-// ---- running subprocesses ----
-
-/// A command with an environment that cannot change the fixture's verdicts: no backtraces, no
-/// leakcheck settings, no libtest settings, and nothing that would make a test believe it runs
-/// under nextest (this suite may itself run under nextest).
-fn clean_command(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let drop = ["RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "NO_COLOR"].contains(&&*key)
-            || ["LEAKCHECK", "NEXTEST", "RUST_TEST_"]
-                .iter()
-                .any(|prefix| key.starts_with(prefix));
-        if drop {
-            cmd.env_remove(&*key);
-        }
-    }
-    cmd.env("CARGO_TERM_COLOR", "never");
-    cmd
-}
-
-fn cargo() -> Command {
-    let mut cmd = clean_command(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.env("CARGO_TARGET_DIR", target_dir());
-    cmd
-}
-
-/// A fixture test binary run from the fixture's directory (as `cargo test` runs it, so reports
-/// show paths relative to it).
-fn fixture_test(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = clean_command(exe);
-    cmd.args(args).current_dir(fixture_dir());
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let name = exe.file_name().unwrap().to_string_lossy();
-    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    Run::new(
-        &format!("{} {name} {}", env.join(" "), args.join(" ")),
-        &mut cmd,
-    )
-}
-
-/// A finished subprocess.
-struct Run {
-    label: String,
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn new(label: &str, cmd: &mut Command) -> Run {
-        let output = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `{label}`: {e}"));
-        Run {
-            label: label.trim().to_owned(),
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Both streams, for searching where it does not matter which one said it.
-    fn output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    /// Panics with `what` and the whole output unless `ok`.
-    #[track_caller]
-    fn check(&self, ok: bool, what: &str) {
-        if !ok {
-            panic!("{what}\n{self}");
-        }
-    }
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "==== `{}` ({}) ====\n---- stdout ----\n{}\n---- stderr ----\n{}\n==== end of `{}` ====",
-            self.label,
-            if self.success { "succeeded" } else { "failed" },
-            self.stdout,
-            self.stderr,
-            self.label
-        )
-    }
-}
-
-// ---- reading libtest's output ----
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    Ok,
-    Failed,
-    Ignored,
-}
-
-/// libtest's `test NAME ... VERDICT` lines and its `---- NAME stdout ----` failure sections.
-struct Libtest {
-    verdicts: BTreeMap<String, Verdict>,
-    sections: BTreeMap<String, String>,
-}
-
-fn parse_libtest(stdout: &str) -> Libtest {
-    let mut verdicts = BTreeMap::new();
-    for line in stdout.lines() {
-        let Some((name, verdict)) = line
-            .strip_prefix("test ")
-            .and_then(|rest| rest.split_once(" ... "))
-        else {
-            continue;
-        };
-        let name = name.trim_end_matches(" - should panic");
-        let verdict = match verdict.split([',', ' ']).next() {
-            Some("ok") => Verdict::Ok,
-            Some("FAILED") => Verdict::Failed,
-            Some("ignored") => Verdict::Ignored,
-            _ => continue,
-        };
-        verdicts.insert(name.to_owned(), verdict);
-    }
-    let mut sections = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in stdout.lines() {
-        let header = line
-            .strip_prefix("---- ")
-            .and_then(|rest| rest.strip_suffix(" stdout ----"));
-        if header.is_some() || line == "failures:" {
-            sections.extend(current.take());
-        }
-        if let Some(name) = header {
-            current = Some((name.to_owned(), String::new()));
-        } else if let Some((_, text)) = &mut current {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    sections.extend(current);
-    Libtest { verdicts, sections }
-}
-
-fn names_with(verdicts: &BTreeMap<String, Verdict>, wanted: Verdict) -> BTreeSet<String> {
-    verdicts
-        .iter()
-        .filter(|(_, v)| **v == wanted)
-        .map(|(name, _)| name.clone())
-        .collect()
+fn site(file: &str, needle: &str) -> String {
+    fixture().site(file, needle)
 }
 
 // ---- what a report must say ----
-
-/// `FILE:LINE:COLUMN` of the only occurrence of `needle` in the fixture's `file`.
-fn site(file: &str, needle: &str) -> String {
-    let source = std::fs::read_to_string(fixture_dir().join(file)).unwrap();
-    let hits: Vec<String> = source
-        .lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let column = line.find(needle)?;
-            Some(format!(
-                "{file}:{}:{}",
-                i + 1,
-                line[..column].chars().count() + 1
-            ))
-        })
-        .collect();
-    assert_eq!(hits.len(), 1, "`{needle}` in {file}: {hits:?}");
-    hits[0].clone()
-}
 
 /// The line a leaking test's report must point at first (frame 0), and later frames if any.
 fn expected_frames(name: &str, bytes: usize) -> Vec<(String, String)> {
@@ -361,19 +137,6 @@ fn expected_frames(name: &str, bytes: usize) -> Vec<(String, String)> {
         };
         vec![(function, site(verdicts, &format!("vec![0u8; {bytes}]")))]
     }
-}
-
-/// `1024` as `1,024`.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Checks that `text` holds the report of `name` leaking exactly `bytes` in one block, and
@@ -437,11 +200,10 @@ fn check_report(
 
 /// Runs the whole `verdicts` binary with 8 test threads and checks every verdict and report.
 fn check_verdicts(profile: Profile, label: &str) {
-    let exe = &binaries(profile).verdicts;
-    let run = fixture_test(exe, &["--test-threads=8"], &[]);
+    let run = fixture().run_test(&verdicts(profile), &["--test-threads=8"], &[]);
     let parsed = parse_libtest(&run.stdout);
-    let failed = names_with(&parsed.verdicts, Verdict::Failed);
-    let passed = names_with(&parsed.verdicts, Verdict::Ok);
+    let failed = parsed.with(Verdict::Failed);
+    let passed = parsed.with(Verdict::Ok);
     run.check(
         failed == expected_failing(),
         &format!(
@@ -513,8 +275,8 @@ fn release_verdicts_and_reports_are_exact() {
 
 #[test]
 fn every_attribute_placement_registers_the_test_once() {
-    let run = fixture_test(&binaries(Profile::Debug).verdicts, &["--list"], &[]);
-    run.check(run.success, "--list failed");
+    let run = fixture().run_test(&verdicts(Profile::Debug), &["--list"], &[]);
+    run.check(run.success(), "--list failed");
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for line in run.stdout.lines() {
         if let Some(name) = line.strip_suffix(": test") {
@@ -542,7 +304,7 @@ fn every_attribute_placement_registers_the_test_once() {
 
 #[test]
 fn a_missing_global_allocator_fails_with_setup_instructions() {
-    let run = fixture_test(&binaries(Profile::Debug).not_installed, &[], &[]);
+    let run = fixture().run_test(&exe(Profile::Debug, "not_installed"), &[], &[]);
     let parsed = parse_libtest(&run.stdout);
     let name = "checked_without_allocator";
     run.check(
@@ -572,13 +334,9 @@ const SMALL_SUBSET: &[&str] = &["forgotten_vec", "leak_in_helper"];
 fn leakcheck_warn_passes_and_prints_the_report() {
     let mut args = vec!["--exact", "--nocapture", "--test-threads=1"];
     args.extend(SMALL_SUBSET);
-    let run = fixture_test(
-        &binaries(Profile::Debug).verdicts,
-        &args,
-        &[("LEAKCHECK", "warn")],
-    );
+    let run = fixture().run_test(&verdicts(Profile::Debug), &args, &[("LEAKCHECK", "warn")]);
     run.check(
-        run.success && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
+        run.success() && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
         "LEAKCHECK=warn: leaking tests must pass",
     );
     for (name, bytes) in [("forgotten_vec", "1,024"), ("leak_in_helper", "3,000")] {
@@ -600,13 +358,9 @@ fn leakcheck_warn_passes_and_prints_the_report() {
 fn leakcheck_off_passes_without_a_word() {
     let mut args = vec!["--exact", "--nocapture", "--test-threads=1"];
     args.extend(SMALL_SUBSET);
-    let run = fixture_test(
-        &binaries(Profile::Debug).verdicts,
-        &args,
-        &[("LEAKCHECK", "off")],
-    );
+    let run = fixture().run_test(&verdicts(Profile::Debug), &args, &[("LEAKCHECK", "off")]);
     run.check(
-        run.success && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
+        run.success() && run.stdout.contains("test result: ok. 2 passed; 0 failed"),
         "LEAKCHECK=off: leaking tests must pass",
     );
     run.check(
@@ -617,15 +371,15 @@ fn leakcheck_off_passes_without_a_word() {
 
 /// Every test that runs must fail with a message naming `variable`, `value` and `allowed`.
 fn check_invalid_setting(variable: &str, value: &str, allowed: &[&str]) {
-    let run = fixture_test(
-        &binaries(Profile::Debug).verdicts,
+    let run = fixture().run_test(
+        &verdicts(Profile::Debug),
         &["--test-threads=8"],
         &[(variable, value)],
     );
     let parsed = parse_libtest(&run.stdout);
     let mut should_fail = expected_failing();
     should_fail.extend(expected_passing());
-    let failed = names_with(&parsed.verdicts, Verdict::Failed);
+    let failed = parsed.with(Verdict::Failed);
     run.check(
         failed == should_fail,
         &format!(
@@ -668,17 +422,17 @@ fn backtrace_off_still_fails_leaks_with_exact_bytes() {
     let mut args = vec!["--exact", "--test-threads=8"];
     args.extend(leaky.iter().map(|(name, _)| name.as_str()));
     args.extend(clean.iter().map(String::as_str));
-    let run = fixture_test(
-        &binaries(Profile::Debug).verdicts,
+    let run = fixture().run_test(
+        &verdicts(Profile::Debug),
         &args,
         &[("LEAKCHECK_BACKTRACE", "0")],
     );
     let parsed = parse_libtest(&run.stdout);
-    let failed = names_with(&parsed.verdicts, Verdict::Failed);
+    let failed = parsed.with(Verdict::Failed);
     let want: BTreeSet<String> = leaky.iter().map(|(name, _)| name.clone()).collect();
     run.check(failed == want, "LEAKCHECK_BACKTRACE=0: wrong failing set");
     run.check(
-        names_with(&parsed.verdicts, Verdict::Ok) == clean.iter().cloned().collect(),
+        parsed.with(Verdict::Ok) == clean.iter().cloned().collect(),
         "LEAKCHECK_BACKTRACE=0: the clean tests must pass",
     );
     for (name, bytes) in &leaky {
@@ -689,59 +443,12 @@ fn backtrace_off_still_fails_leaks_with_exact_bytes() {
 
 // ---- nextest ----
 
-/// nextest's status lines (`FAIL [ 0.012s] (3/48) fixture::verdicts NAME`), and the output it
-/// shows under each failing one.
-struct Nextest {
-    verdicts: BTreeMap<String, String>,
-    output: BTreeMap<String, String>,
-}
-
-fn parse_nextest(stderr: &str) -> Nextest {
-    let mut verdicts = BTreeMap::new();
-    let mut output: BTreeMap<String, String> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in stderr.lines() {
-        let trimmed = line.trim_start();
-        let status = trimmed.split_once(" [").and_then(|(status, rest)| {
-            let mut words = rest
-                .split_whitespace()
-                .skip_while(|w| !w.starts_with("fixture::"));
-            let binary = words.next()?;
-            let name = words.next()?;
-            let all_caps = status.chars().all(|c| c.is_ascii_uppercase() || c == '-');
-            all_caps.then(|| (status.to_owned(), format!("{binary} {name}")))
-        });
-        if let Some((status, test)) = status {
-            verdicts.entry(test.clone()).or_insert(status);
-            current = Some(test);
-        } else if trimmed.starts_with("────") {
-            current = None;
-        } else if let Some(test) = &current {
-            let text = output.entry(test.clone()).or_default();
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    Nextest { verdicts, output }
-}
-
 #[test]
 fn nextest_process_per_test_gives_the_same_verdicts_and_reports() {
-    binaries(Profile::Debug);
-    let mut cmd = cargo();
-    let manifest = fixture_dir().join("Cargo.toml");
-    cmd.args(["nextest", "run", "--no-fail-fast", "--color", "never"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .current_dir(root());
-    let run = Run::new("cargo nextest run (fixture)", &mut cmd);
+    fixture().build(Profile::Debug);
+    let run = fixture().nextest(&[], &[]);
     let parsed = parse_nextest(&run.stderr);
-    let failed: BTreeSet<String> = parsed
-        .verdicts
-        .iter()
-        .filter(|(_, status)| *status != "PASS")
-        .map(|(test, _)| test.clone())
-        .collect();
+    let failed = parsed.failed();
     let mut want: BTreeSet<String> = expected_failing()
         .into_iter()
         .map(|name| format!("fixture::verdicts {name}"))
@@ -755,7 +462,7 @@ fn nextest_process_per_test_gives_the_same_verdicts_and_reports() {
             want.difference(&failed).collect::<Vec<_>>(),
         ),
     );
-    let passed = parsed.verdicts.len() - failed.len();
+    let passed = parsed.with_status("PASS").len();
     run.check(
         passed == expected_passing().len(),
         &format!(
@@ -763,17 +470,13 @@ fn nextest_process_per_test_gives_the_same_verdicts_and_reports() {
             expected_passing().len()
         ),
     );
-    let output = |name: &str| {
-        let text = parsed.output.get(&format!("fixture::verdicts {name}"));
-        text.map_or("", String::as_str)
-    };
+    let parsed = parsed.binary("fixture::verdicts");
     for (name, bytes) in all_leaking() {
-        let text = output(&name);
-        let stderr = text.split_once("stderr ───").map_or("", |(_, after)| after);
-        check_report(&run, &name, stderr, bytes, true, false);
+        let stderr = parsed.test(&name).stderr();
+        check_report(&run, &name, &stderr, bytes, true, false);
     }
     for (name, message) in FAILING_WITHOUT_REPORT {
-        let text = output(name);
+        let text = parsed.test(name).output;
         run.check(
             text.contains(message) && !text.contains("leakcheck:"),
             &format!("nextest: `{name}` must fail with `{message}` and no leak report\n{text}"),
