@@ -81,7 +81,6 @@ impl<'c> Runner<'c> {
         unwinder: Option<Unwinder>,
         repeatable: bool,
     ) -> Result<Runner<'c>, StartError> {
-        crate::raw::prepare_for_fork();
         // Before the scope: its snapshot of /proc allocates.
         let watch = Watch::start(&check.resources);
         let rules = suppress::file_rules().map_err(StartError::Suppressions)?;

@@ -99,7 +99,6 @@ impl Session {
     }
 
     fn arm(subject: String, config: &Config, at_exit: bool) -> Result<Session, String> {
-        crate::raw::prepare_for_fork();
         crate::output::mark_epoch();
         let rules = suppress::file_rules().map_err(|e| e.to_string())?;
         let stacks = config.backtrace.then(stack::calibrate);

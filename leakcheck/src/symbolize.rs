@@ -7,10 +7,48 @@ use crate::raw::intern;
 use crate::report::Frame;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Resolved frames of an interned stack, innermost first, inlined frames expanded.
+/// Threads inside [`resolve`] now. A child forked while one is there would wait forever for
+/// the locks it holds (the cache's, `backtrace`'s), so [`forked`] turns symbols off instead.
+static RESOLVING: AtomicUsize = AtomicUsize::new(0);
+/// Set in a forked child whose parent was resolving symbols at the fork.
+static NO_SYMBOLS: AtomicBool = AtomicBool::new(false);
+
+/// Called in a freshly forked child (single-threaded, before `fork` returns).
+pub(crate) fn forked() {
+    if RESOLVING.swap(0, Ordering::SeqCst) > 0 {
+        NO_SYMBOLS.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Resolving;
+
+impl Resolving {
+    fn enter() -> Resolving {
+        RESOLVING.fetch_add(1, Ordering::SeqCst);
+        Resolving
+    }
+}
+
+impl Drop for Resolving {
+    fn drop(&mut self) {
+        RESOLVING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolved frames of an interned stack, innermost first, inlined frames expanded. In a child
+/// forked while another thread resolved symbols: the raw addresses only.
 pub(crate) fn resolve(stack: u32) -> Arc<[Frame]> {
+    if NO_SYMBOLS.load(Ordering::Relaxed) {
+        return intern::frames(stack)
+            .unwrap_or_default()
+            .iter()
+            .map(|&address| unresolved(address))
+            .collect();
+    }
+    let _resolving = Resolving::enter();
     static CACHE: OnceLock<Mutex<HashMap<u32, Arc<[Frame]>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(frames) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&stack) {
@@ -43,16 +81,20 @@ fn resolve_addresses(addresses: &[usize]) -> Vec<Frame> {
             });
         });
         if frames.len() == before {
-            frames.push(Frame {
-                function: None,
-                file: None,
-                line: None,
-                column: None,
-                address,
-            });
+            frames.push(unresolved(address));
         }
     }
     frames
+}
+
+fn unresolved(address: usize) -> Frame {
+    Frame {
+        function: None,
+        file: None,
+        line: None,
+        column: None,
+        address,
+    }
 }
 
 /// Paths inside the workspace are shown relative to it, as a person would type them.

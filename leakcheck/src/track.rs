@@ -422,6 +422,7 @@ pub(crate) struct ScopeSettings {
 impl Scope {
     pub(crate) fn new(settings: ScopeSettings) -> Result<Scope, TooManyScopes> {
         crate::raw::thread_inheritance();
+        crate::raw::prepare_for_fork();
         let counter =
             NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 1) + 1;
         let flags = if settings.stacks { STACKS_BIT } else { 0 }

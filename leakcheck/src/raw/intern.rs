@@ -203,9 +203,19 @@ impl Index {
     }
 }
 
-/// See [`super::table::unlock_all_after_fork`].
-pub(crate) fn unlock_after_fork() {
-    INDEX.force_unlock();
+/// See [`super::table::recover_after_fork`]: an index another thread held at the fork may be
+/// half-grown, so it is abandoned. The stacks themselves stay (the arena is append-only and an
+/// id is published only once its stack is complete); a stack interned again in the child gets
+/// a second id, which reports merge, as they merge any raw stacks that read the same.
+pub(crate) fn recover_after_fork() {
+    if INDEX.is_locked() {
+        INDEX.force_unlock();
+        *INDEX.lock() = Index {
+            ids: core::ptr::null_mut(),
+            capacity: 0,
+            len: 0,
+        };
+    }
 }
 
 /// How many distinct stacks are stored, and the bytes they take.

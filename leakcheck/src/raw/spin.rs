@@ -43,6 +43,11 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Whether some thread holds the lock now.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+
     /// Forcibly releases the lock. Only for a freshly forked child, where the thread that held
     /// the lock no longer exists.
     pub(crate) fn force_unlock(&self) {

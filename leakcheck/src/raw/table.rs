@@ -332,12 +332,22 @@ pub(crate) fn footprint() -> (usize, usize) {
     })
 }
 
-/// In a freshly forked child only the forking thread exists: locks held by other threads at
-/// the fork would never be released. Their shards may be mid-update, but a child that keeps
-/// running a check is rare and a possibly stale record is better than a deadlock.
-pub(crate) fn unlock_all_after_fork() {
+/// In a freshly forked child only the forking thread exists: a shard that another thread held
+/// at the fork stays locked forever, and its slots may be half-updated (a record placed but
+/// not counted, one shifted back but not yet cleared). Such a shard is emptied, abandoning its
+/// array: the child loses the records of the blocks hashed there (about 1/1024 of those made
+/// before the fork, by the parent's checks) but never reads a torn table. Runs in the child
+/// before it returns from `fork`, single-threaded; it does not allocate.
+pub(crate) fn recover_after_fork() {
     for shard in &SHARD_TABLE {
-        shard.0.force_unlock();
+        if shard.0.is_locked() {
+            shard.0.force_unlock();
+            *shard.0.lock() = Slots {
+                ptr: core::ptr::null_mut(),
+                capacity: 0,
+                len: 0,
+            };
+        }
     }
 }
 
