@@ -267,7 +267,7 @@ fn option_cases() -> Vec<Case> {
             "max_allocs_zero_allocates",
             vec![
                 budget_exceeded("max_allocs_zero_allocates"),
-                line("1 allocation allocated, over the budget max_allocs = 0"),
+                line("1 allocation made; the budget is max_allocs = 0"),
                 line(PAST_THE_BUDGET),
                 body(0, "max_allocs_zero_allocates", "vec![0u8; 16]"),
                 Want::Absent("memory leak"),
@@ -278,7 +278,7 @@ fn option_cases() -> Vec<Case> {
             "max_allocs_beyond",
             vec![
                 budget_exceeded("max_allocs_beyond"),
-                line("4 allocations allocated, over the budget max_allocs = 2"),
+                line("4 allocations made; the budget is max_allocs = 2"),
                 line(PAST_THE_BUDGET),
                 // The third box: the first allocation past a budget of two.
                 body(0, "max_allocs_beyond", "Box::new(13u64)"),
@@ -289,7 +289,7 @@ fn option_cases() -> Vec<Case> {
             "max_bytes_beyond",
             vec![
                 budget_exceeded("max_bytes_beyond"),
-                line("3,003 bytes allocated in total, over the budget max_bytes = 2,999"),
+                line("3,003 bytes allocated in total; the budget is max_bytes = 2,999"),
                 Want::Absent("max_allocs"),
                 Want::Absent("max_peak_bytes"),
             ],
@@ -299,7 +299,7 @@ fn option_cases() -> Vec<Case> {
             "max_peak_bytes_beyond",
             vec![
                 budget_exceeded("max_peak_bytes_beyond"),
-                line("2,007 bytes live at the peak, over the budget max_peak_bytes = 1,500"),
+                line("2,007 bytes live at the peak; the budget is max_peak_bytes = 1,500"),
                 Want::Absent("max_bytes ="),
             ],
         ),
@@ -308,10 +308,10 @@ fn option_cases() -> Vec<Case> {
             "budgets_all_beyond",
             vec![
                 budget_exceeded("budgets_all_beyond"),
-                line("3 allocations allocated, over the budget max_allocs = 2"),
+                line("3 allocations made; the budget is max_allocs = 2"),
                 body(0, "budgets_all_beyond", "vec![0u8; 403]"),
-                line("1,206 bytes allocated in total, over the budget max_bytes = 1,000"),
-                line("1,206 bytes live at the peak, over the budget max_peak_bytes = 600"),
+                line("1,206 bytes allocated in total; the budget is max_bytes = 1,000"),
+                line("1,206 bytes live at the peak; the budget is max_peak_bytes = 600"),
             ],
         ),
         // allowances with budgets
@@ -331,7 +331,7 @@ fn option_cases() -> Vec<Case> {
                 ),
                 budget_exceeded("allowance_within_budget_beyond"),
                 allowance(Some(100), None),
-                line("3 allocations allocated, over the budget max_allocs = 2"),
+                line("3 allocations made; the budget is max_allocs = 2"),
                 body(0, "allowance_within_budget_beyond", "vec![0u8; 10]"),
                 group(61, 1, lost),
                 body(0, "allowance_within_budget_beyond", "vec![0u8; 61]"),
@@ -384,7 +384,7 @@ fn option_cases() -> Vec<Case> {
                      grew by [0, 0, 0] bytes per run (repeat = 3, after a warm-up run)",
                 ),
                 budget_exceeded("repeat_with_budget_beyond"),
-                line("2 allocations allocated, over the budget max_allocs = 1"),
+                line("2 allocations made; the budget is max_allocs = 1"),
                 body(0, "repeat_with_budget_beyond", "vec![0u8; 51]"),
             ],
         ),
@@ -950,20 +950,26 @@ fn leakcheck_supp_is_found_from_the_package_up_to_the_workspace_root() {
         &[("CARGO_MANIFEST_DIR", path_str(&inner))],
         None,
     );
-    // Under nextest the search starts at NEXTEST_WORKSPACE_ROOT, whatever CARGO_MANIFEST_DIR is.
+    // Under nextest: from the package up to NEXTEST_WORKSPACE_ROOT, which ends the search even
+    // where it holds no Cargo.lock (nextest knows the root; no lock file needs to be there).
     discovered(
-        "NEXTEST_WORKSPACE_ROOT first (found)",
+        "nextest: the workspace root above the package",
         &[
             ("NEXTEST_WORKSPACE_ROOT", path_str(&workspace)),
-            ("CARGO_MANIFEST_DIR", path_str(&inner)),
+            ("CARGO_MANIFEST_DIR", path_str(&member)),
         ],
         Some(&workspace_file),
     );
+    let above = dir.join("above");
+    write(&above.join("leakcheck.supp"), rule);
+    let root_without_lock = above.join("root");
+    let package = root_without_lock.join("package");
+    fs::create_dir_all(&package).unwrap();
     discovered(
-        "NEXTEST_WORKSPACE_ROOT first (not found)",
+        "nextest: not above NEXTEST_WORKSPACE_ROOT",
         &[
-            ("NEXTEST_WORKSPACE_ROOT", path_str(&inner)),
-            ("CARGO_MANIFEST_DIR", path_str(fixture().dir())),
+            ("NEXTEST_WORKSPACE_ROOT", path_str(&root_without_lock)),
+            ("CARGO_MANIFEST_DIR", path_str(&package)),
         ],
         None,
     );
@@ -973,8 +979,6 @@ fn leakcheck_supp_is_found_from_the_package_up_to_the_workspace_root() {
 /// root". Under `cargo test` a member package's own file is found; under nextest the search
 /// starts at NEXTEST_WORKSPACE_ROOT, so the same file is not, and the same test fails.
 #[test]
-#[ignore = "bug: under nextest, leakcheck.supp in a workspace member's package directory is not \
-            found (the search starts at NEXTEST_WORKSPACE_ROOT), though cargo test finds it"]
 fn leakcheck_supp_in_a_member_package_is_found_under_nextest_too() {
     let dir = scratch("member_file");
     let workspace = dir.join("workspace");
@@ -1109,13 +1113,11 @@ fn a_bad_setting_fails_checked_tests_naming_the_variable_and_the_allowed_values(
     );
 }
 
-// ---- bugs found here (ignored until fixed) ----
+// ---- bugs found here, fixed: kept as regression tests ----
 
 /// A test that fails only for a budget ends its report with a SUMMARY that says nothing
 /// leaked; the summary of a failure should name what failed.
 #[test]
-#[ignore = "bug: a budget failure's report ends `SUMMARY: leakcheck: 0 bytes leaked in 0 \
-            allocations`"]
 fn a_budget_failure_summary_does_not_say_nothing_leaked() {
     let run = fixture().run_test(
         &exe("options"),
@@ -1132,13 +1134,15 @@ fn a_budget_failure_summary_does_not_say_nothing_leaked() {
         !text.contains("SUMMARY: leakcheck: 0 bytes leaked in 0 allocations"),
         &format!("the summary of a failing test says nothing leaked\n{text}"),
     );
+    run.check(
+        text.contains("SUMMARY: leakcheck: max_allocs = 0 exceeded (1)"),
+        &format!("the summary names the budget\n{text}"),
+    );
 }
 
 /// With `reachable = "fail"` and the reachable block suppressed by `ignore`, the note tells the
 /// user to set the option the test already has.
 #[test]
-#[ignore = "bug: with reachable = \"fail\" set, a suppressed reachable block's note says \
-            `not counted; reachable = \"fail\" counts them`"]
 fn the_reachable_note_does_not_advise_an_option_already_set() {
     let name = "ignore_with_reachable_fail";
     let run = fixture().run_test(&exe("options"), &["--exact", name, "--show-output"], &[]);
@@ -1157,8 +1161,6 @@ fn the_reachable_note_does_not_advise_an_option_already_set() {
 /// a `#[tokio::test]` the stack goes on through tokio's scheduler (16 frames, then `... 6 more
 /// frames`).
 #[test]
-#[ignore = "bug: stacks of #[tokio::test] leaks do not end at the test body; they go on \
-            through tokio's runtime frames"]
 fn tokio_test_stacks_end_at_the_test_body() {
     let name = "module_form::tokio_beyond";
     let run = fixture().run_test(&exe("options"), &["--exact", name], &[]);

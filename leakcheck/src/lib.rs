@@ -73,7 +73,7 @@
 //! | `max_allocs = N` | the body may allocate at most N times, freed or not (`0`: not at all); a failure shows the stack of the first allocation past the budget |
 //! | `max_bytes = N` | the body may allocate at most N bytes in total, freed or not |
 //! | `max_peak_bytes = N` | the body's own blocks may never hold more than N bytes at once |
-//! | `repeat = N` | run the body N+1 times (a warm-up, then N measured runs) and fail only if EVERY measured run leaves more live memory behind than before it, CPython `-R` style: the report shows `grew by [100, 100, 100] bytes per run` and the growing sites. This catches a cache that grows on every call, which no end-of-test check can tell from a lazy static |
+//! | `repeat = N` | run the body N+1 times (a warm-up, then N measured runs) and fail only if EVERY measured run leaves more live memory behind than before it, CPython `-R` style: the report shows `grew by [100, 100, 100] bytes per run` and the growing sites. This catches a cache that grows on every call, which no end-of-test check can tell from a lazy static. Its verdict is growth alone, of every live block, reachable or not (so `reachable` has no effect); `allow_bytes` tolerates that much growth per run |
 //! | `reachable = "fail"` | blocks still reachable from statics, thread-locals or the stack fail too (default `"ignore"`) |
 //! | `ignore = "pattern"` | leaks whose stack matches the pattern are suppressed (may be repeated; matching as in suppression files) |
 //! | `crate = path` | the runtime crate is renamed or re-exported |

@@ -209,6 +209,8 @@ pub struct Report {
     untracked: u64,
     stackless: u64,
     without_scan: Option<(&'static str, bool)>,
+    /// `reachable = "fail"` was set.
+    reachable_fails: bool,
     resources: ResourceOutcome,
 }
 
@@ -295,10 +297,15 @@ impl Report {
         }
     }
 
+    /// Every measured run grew, by more than `allow_bytes` where that is set.
     fn grew(&self) -> bool {
+        let tolerated = self
+            .allowance
+            .and_then(|(bytes, _)| bytes)
+            .map_or(0, |b| b as i64);
         self.growth
             .as_ref()
-            .is_some_and(|runs| !runs.is_empty() && runs.iter().all(|&g| g > 0))
+            .is_some_and(|runs| !runs.is_empty() && runs.iter().all(|&g| g > tolerated))
     }
 
     /// Builds the report. Resolves each distinct stack once.
@@ -357,12 +364,10 @@ impl Report {
                 entry.1 += allocations;
                 continue;
             }
-            if kind == Kind::Reachable {
+            if kind == Kind::Reachable && check.reachable == Reachable::Ignore {
                 reachable.0 += bytes;
                 reachable.1 += allocations;
-                if check.reachable == Reachable::Ignore {
-                    continue;
-                }
+                continue;
             }
             if let Some(rule) =
                 suppress::find(&ignore_rules, &frames).or_else(|| suppress::find(rules, &frames))
@@ -383,6 +388,11 @@ impl Report {
                     }),
                 }
                 continue;
+            }
+            // Counted here, past the suppressions, so the note's "counted as leaks" is true.
+            if kind == Kind::Reachable {
+                reachable.0 += bytes;
+                reachable.1 += allocations;
             }
             let shown = symbolize::user_frames(&frames);
             let key = (kind, shown.iter().map(FrameKey::of).collect());
@@ -426,6 +436,7 @@ impl Report {
             untracked,
             stackless,
             without_scan,
+            reachable_fails: check.reachable == Reachable::Fail,
             resources,
         }
     }
@@ -546,16 +557,25 @@ impl fmt::Display for Report {
             write!(f, "{}", self.resources)?;
         }
         self.write_notes(f)?;
-        if !self.is_clean()
-            && (self.leaked_allocations() > 0 || !self.budgets.is_empty() || self.grew())
-        {
+        let mut failures = Vec::new();
+        if self.grew() || self.leaks_fail() {
             let what = if self.grew() { "grew" } else { "leaked" };
-            writeln!(
-                f,
-                "SUMMARY: leakcheck: {} {what} in {}",
+            failures.push(format!(
+                "{} {what} in {}",
                 plural(self.leaked_bytes(), "byte", "bytes"),
                 plural(self.leaked_allocations(), "allocation", "allocations")
-            )?;
+            ));
+        }
+        for overrun in &self.budgets {
+            failures.push(format!(
+                "{} = {} exceeded ({})",
+                overrun.budget,
+                thousands(overrun.limit as usize),
+                thousands(overrun.actual as usize)
+            ));
+        }
+        if !self.is_clean() && !failures.is_empty() {
+            writeln!(f, "SUMMARY: leakcheck: {}", failures.join("; "))?;
         }
         Ok(())
     }
@@ -563,6 +583,9 @@ impl fmt::Display for Report {
 
 impl Report {
     fn write_headline(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.budgets.is_empty() {
+            writeln!(f, "leakcheck: heap budget exceeded in {}", self.subject)?;
+        }
         let totals = format!(
             "{}, {}",
             plural(self.leaked_allocations(), "allocation", "allocations"),
@@ -617,9 +640,6 @@ impl Report {
         } else if self.budgets.is_empty() {
             writeln!(f, "leakcheck: no memory leaks in {}", self.subject)?;
         }
-        if !self.budgets.is_empty() {
-            writeln!(f, "leakcheck: heap budget exceeded in {}", self.subject)?;
-        }
         if let Some((bytes, allocs)) = self.allowance {
             let limit = |n: Option<usize>| n.map_or_else(|| "unlimited".to_owned(), thousands);
             writeln!(
@@ -640,13 +660,13 @@ fn write_overrun(f: &mut fmt::Formatter<'_>, overrun: &BudgetOverrun) -> fmt::Re
         ("byte", "bytes")
     };
     let measured = match overrun.budget {
-        "max_allocs" => "allocated",
+        "max_allocs" => "made",
         "max_bytes" => "allocated in total",
         _ => "live at the peak",
     };
     writeln!(
         f,
-        "{} {measured}, over the budget {} = {}",
+        "{} {measured}; the budget is {} = {}",
         plural(overrun.actual as usize, unit.0, unit.1),
         overrun.budget,
         thousands(overrun.limit as usize)
@@ -708,7 +728,7 @@ pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt:
 impl Report {
     fn write_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.reachable.1 > 0 {
-            let verdict = if self.groups.iter().any(|g| g.kind == Kind::Reachable) {
+            let verdict = if self.reachable_fails {
                 "counted as leaks (reachable = \"fail\")"
             } else {
                 "not counted; reachable = \"fail\" counts them"
@@ -938,11 +958,11 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("heap budget exceeded in test `t`"), "{text}");
         assert!(
-            text.contains("3 allocations allocated, over the budget max_allocs = 0"),
+            text.contains("3 allocations made; the budget is max_allocs = 0"),
             "{text}"
         );
         assert!(
-            text.contains("48 bytes allocated in total, over the budget max_bytes = 10"),
+            text.contains("48 bytes allocated in total; the budget is max_bytes = 10"),
             "{text}"
         );
         assert!(!text.contains("max_peak_bytes"), "{text}");

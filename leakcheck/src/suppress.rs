@@ -61,18 +61,20 @@ fn load() -> Result<Vec<Rule>, SuppressionError> {
 }
 
 /// `leakcheck.supp` in the package directory or any directory above it, up to the workspace
-/// root (the first directory holding `Cargo.lock`).
+/// root (`NEXTEST_WORKSPACE_ROOT` under nextest, else the first directory holding
+/// `Cargo.lock`). Both cargo and nextest give a test its package's `CARGO_MANIFEST_DIR`.
 fn default_file() -> Option<PathBuf> {
-    let start = std::env::var_os("NEXTEST_WORKSPACE_ROOT")
-        .or_else(|| std::env::var_os("CARGO_MANIFEST_DIR"))
+    let workspace = std::env::var_os("NEXTEST_WORKSPACE_ROOT").map(PathBuf::from);
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
+        .or_else(|| workspace.clone())
         .or_else(|| std::env::current_dir().ok())?;
     for dir in start.ancestors() {
         let candidate = dir.join("leakcheck.supp");
         if candidate.is_file() {
             return Some(candidate);
         }
-        if dir.join("Cargo.lock").is_file() {
+        if workspace.as_deref() == Some(dir) || dir.join("Cargo.lock").is_file() {
             break;
         }
     }

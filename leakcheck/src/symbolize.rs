@@ -227,6 +227,21 @@ fn in_crate(file: &str, name: &str) -> bool {
     })
 }
 
+/// An async runtime's scheduling frames: below them is the runtime driving the test body (or
+/// a worker thread), not the code that allocated.
+fn is_executor(frame: &Frame) -> bool {
+    let (name, file) = name_and_file(frame);
+    const EXECUTORS: &[&str] = &[
+        "tokio::runtime::",
+        "async_std::task::",
+        "async_executor::",
+        "futures_executor::",
+        "smol::",
+    ];
+    EXECUTORS.iter().any(|p| name.starts_with(p))
+        || (in_crate(&file, "tokio") && file.contains("/src/runtime/"))
+}
+
 /// Why a block left live by the test is not the test's leak, judged from its stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Excuse {
@@ -302,13 +317,21 @@ pub(crate) fn user_frames(frames: &[Frame]) -> Vec<Frame> {
     let rest = &frames[start..];
     let end = rest
         .iter()
-        .position(|f| matches!(owner(f), Owner::Machinery | Owner::Runner))
+        .enumerate()
+        .position(|(i, f)| {
+            matches!(owner(f), Owner::Machinery | Owner::Runner) || (i > 0 && is_executor(f))
+        })
         .or_else(|| {
             rest.iter()
                 .rposition(|f| owner(f) == Owner::User)
                 .map(|i| i + 1)
         })
         .unwrap_or(rest.len());
+    // std glue between the body and what drives it (`Pin::poll`, `FnOnce::call_once`).
+    let end = rest[..end]
+        .iter()
+        .rposition(|f| owner(f) == Owner::User)
+        .map_or(end, |last_user| last_user + 1);
     rest[..end].to_vec()
 }
 
@@ -324,6 +347,29 @@ mod tests {
             column: None,
             address: 0,
         }
+    }
+
+    #[test]
+    fn a_test_body_driven_by_tokio_ends_where_the_runtime_begins() {
+        let frames: Vec<Frame> = [
+            "leakcheck::track::record",
+            "alloc::vec::Vec<T,A>::push",
+            "my_crate::tests::fetches::{{closure}}",
+            "<core::pin::Pin<P> as core::future::future::Future>::poll",
+            "tokio::runtime::park::CachedParkThread::block_on::{{closure}}",
+            "tokio::runtime::park::CachedParkThread::block_on",
+            "tokio::runtime::runtime::Runtime::block_on",
+            "my_crate::tests::fetches",
+            "leakcheck::__private::run_test",
+        ]
+        .into_iter()
+        .map(frame)
+        .collect();
+        let names: Vec<_> = user_frames(&frames)
+            .into_iter()
+            .map(|f| f.function.unwrap())
+            .collect();
+        assert_eq!(names, ["my_crate::tests::fetches::{{closure}}"]);
     }
 
     #[test]
