@@ -1,7 +1,7 @@
 //! Runs one definitely-lost scenario of the accuracy corpus on the plain system allocator, with
 //! no leakcheck linked, so that valgrind and LeakSanitizer judge exactly the code that
-//! `tests/scenarios.rs` checks: `definite_leaks <scenario>` (the names are
-//! `accuracy_fixture::DEFINITE_LEAKS`). `scripts/compare-valgrind` at the repository root runs
+//! `tests/scenarios.rs` checks: `definite_leaks <test name>`, e.g. `definite_leaks
+//! definite::rc_cycle` (the names are `accuracy_fixture::DEFINITE_LEAKS`). `scripts/compare-valgrind` at the repository root runs
 //! each one under both tools.
 
 use std::hint::black_box;
@@ -15,30 +15,32 @@ fn main() {
         std::process::exit(2);
     };
     match name.as_str() {
-        "box_leak" => {
+        "definite::box_leak" => {
             black_box(accuracy_fixture::box_leak());
         }
-        "forget_vec" => accuracy_fixture::forget_vec(),
-        "forget_string" => accuracy_fixture::forget_string(),
-        "box_into_raw" => {
+        "definite::mem_forget_vec" => accuracy_fixture::forget_vec(),
+        "definite::mem_forget_string" => accuracy_fixture::forget_string(),
+        "definite::box_into_raw_never_reclaimed" => {
             black_box(accuracy_fixture::box_into_raw());
         }
-        "rc_cycle" => accuracy_fixture::rc_cycle(),
-        "arc_cycle" => accuracy_fixture::arc_cycle(),
-        "linked_list" => accuracy_fixture::leak_linked_list(),
-        "thread_spawn" => accuracy_fixture::leak_in_spawned_thread(),
-        "thread_scope" => accuracy_fixture::leak_in_scoped_thread(),
-        "thread_builder" => accuracy_fixture::leak_in_builder_thread(),
-        "thread_grandchild" => accuracy_fixture::leak_in_grandchild_thread(),
+        "definite::rc_cycle" => accuracy_fixture::rc_cycle(),
+        "definite::arc_cycle" => accuracy_fixture::arc_cycle(),
+        "definite::leaked_linked_list" => accuracy_fixture::leak_linked_list(),
+        "threads::leak_in_std_thread_spawn_joined" => accuracy_fixture::leak_in_spawned_thread(),
+        "threads::leak_in_thread_scope" => accuracy_fixture::leak_in_scoped_thread(),
+        "threads::leak_in_thread_builder" => accuracy_fixture::leak_in_builder_thread(),
+        "threads::leak_in_thread_started_by_a_spawned_thread" => {
+            accuracy_fixture::leak_in_grandchild_thread()
+        }
         // As `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` expands: a runtime
         // built for the test and dropped after it.
-        "tokio_task" | "tokio_blocking" => {
+        "tokio_runtime::leak_in_a_spawned_task" | "tokio_runtime::leak_in_spawn_blocking" => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            if name == "tokio_task" {
+            if name == "tokio_runtime::leak_in_a_spawned_task" {
                 runtime.block_on(accuracy_fixture::leak_in_spawned_task());
             } else {
                 runtime.block_on(accuracy_fixture::leak_in_blocking_task());

@@ -187,19 +187,21 @@ pub async fn leak_in_blocking_task() {
     .unwrap();
 }
 
-/// Every scenario above, by the name `examples/definite_leaks.rs` takes on its command line.
+/// The scenarios above by the name of the test in `tests/scenarios.rs` that runs each:
+/// `examples/definite_leaks.rs` takes these names, so every tool's figures can be matched to
+/// leakcheck's report of the same test.
 pub const DEFINITE_LEAKS: &[&str] = &[
-    "box_leak",
-    "forget_vec",
-    "forget_string",
-    "box_into_raw",
-    "rc_cycle",
-    "arc_cycle",
-    "linked_list",
-    "thread_spawn",
-    "thread_scope",
-    "thread_builder",
-    "thread_grandchild",
-    "tokio_task",
-    "tokio_blocking",
+    "definite::box_leak",
+    "definite::mem_forget_vec",
+    "definite::mem_forget_string",
+    "definite::box_into_raw_never_reclaimed",
+    "definite::rc_cycle",
+    "definite::arc_cycle",
+    "definite::leaked_linked_list",
+    "threads::leak_in_std_thread_spawn_joined",
+    "threads::leak_in_thread_scope",
+    "threads::leak_in_thread_builder",
+    "threads::leak_in_thread_started_by_a_spawned_thread",
+    "tokio_runtime::leak_in_a_spawned_task",
+    "tokio_runtime::leak_in_spawn_blocking",
 ];
