@@ -37,7 +37,7 @@ impl fmt::Display for StartError {
                  \n    #[global_allocator]\n    static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();\n",
             ),
             StartError::TooManyChecks => f.write_str(
-                "leakcheck: more than 128 checks are running at once in this process; \
+                "leakcheck: more than 127 checks are running at once in this process; \
                  run fewer tests in parallel (--test-threads) or use cargo-nextest",
             ),
             StartError::Suppressions(error) => error.fmt(f),
@@ -286,7 +286,7 @@ fn call_inside<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
 
 /// Whether each leftover block is lost or still reachable, by a conservative scan of the
 /// roots: the statics of every loaded object and this thread's TLS, and through the blocks
-/// earlier checks left reachable (see [`track::RETAINED`]). Not the stack: the frames
+/// earlier checks left reachable (see [`track::RETAINED_TAG`]). Not the stack: the frames
 /// above the check (the test function, the runner) keep stale copies of addresses in slots
 /// they never wrote, from calls that returned before the check (a freed block's address, later
 /// reused by a leaked one), and a stale copy makes a real leak look reachable. Where no scan is

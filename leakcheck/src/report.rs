@@ -882,7 +882,7 @@ mod tests {
                 addr: 0x1000 + i * 16,
                 size,
                 stack: 0,
-                scope: 2,
+                tag: 2,
             })
             .collect()
     }

@@ -20,15 +20,31 @@ const STATS_BIT: u32 = 2;
 const SLOT_SHIFT: u32 = 2;
 const SLOT_COUNT: usize = 128;
 const COUNTER_SHIFT: u32 = 9;
-/// The scope of blocks that a finished check left reachable (a cache it filled, a lazy static
-/// it initialised). Its counter bits are 0, so no check ever has this id, and it has neither
-/// the stacks nor the statistics bit, so frees of such blocks take the plain path. Later
-/// checks scan through these blocks: an entry that a test adds to a cache another check
-/// created is reachable through the cache's table, which is such a block.
-pub(crate) const RETAINED: u32 = 1 << SLOT_SHIFT;
+/// A slot's id while it is being claimed, and while its scope's records are being drained
+/// after the scope ended: not active, not free. Real ids stay below both (see `Scope::new`).
+const CLAIMING: u32 = u32::MAX;
+const DRAINING: u32 = u32::MAX - 1;
+
+/// What a record stores of its scope, in 8 bits: the slot (bits 1..8) and the statistics bit
+/// (bit 0), so a free knows without a lookup whether it must update statistics. Slots are
+/// held until their scope's records are drained, so a tag names one scope at a time.
+fn tag_of(scope: u32) -> u8 {
+    let slot = (scope >> SLOT_SHIFT) as usize & (SLOT_COUNT - 1);
+    ((slot as u8) << 1) | u8::from(scope & STATS_BIT != 0)
+}
+
+/// The tag of blocks that a finished check left reachable (a cache it filled, a lazy static it
+/// initialised): slot 0, which no scope takes. Later checks scan through these blocks: an entry
+/// that a test adds to a cache another check created is reachable through the cache's table,
+/// which is such a block.
+pub(crate) const RETAINED_TAG: u8 = 0;
 
 fn slot_of(scope: u32) -> &'static Slot {
     &SLOTS[((scope >> SLOT_SHIFT) as usize) & (SLOT_COUNT - 1)]
+}
+
+fn slot_of_tag(tag: u8) -> &'static Slot {
+    &SLOTS[(tag >> 1) as usize]
 }
 
 /// Per-scope state shared by every thread allocating into the scope. Statistics are only
@@ -136,7 +152,7 @@ pub(crate) fn freeing(addr: usize, size: usize) {
     crate::stats::deallocated(size); // leakcheck::stats() (issue 5)
     if TABLE_USERS.load(Ordering::Relaxed) != 0 {
         if let Some(record) = table::remove(addr) {
-            if record.scope & STATS_BIT != 0 {
+            if record.tag & 1 != 0 {
                 freed_with_stats(record);
             }
         }
@@ -145,10 +161,15 @@ pub(crate) fn freeing(addr: usize, size: usize) {
 
 #[inline(never)]
 fn freed_with_stats(record: Record) {
-    let slot = slot_of(record.scope);
-    if slot.id.load(Ordering::Relaxed) == record.scope {
+    let slot = slot_of_tag(record.tag);
+    if is_live_id(slot.id.load(Ordering::Relaxed)) {
         slot.live.fetch_sub(record.size as u64, Ordering::Relaxed);
     }
+}
+
+/// Whether a slot's id belongs to a running scope.
+fn is_live_id(id: u32) -> bool {
+    id != 0 && id < DRAINING
 }
 
 /// Takes the record of a block about to be reallocated, before the inner allocator can give
@@ -170,7 +191,7 @@ pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize,
         crate::stats::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
     }
     if let Some(old) = old {
-        if new_addr != 0 && old.scope & STATS_BIT != 0 {
+        if new_addr != 0 && old.tag & 1 != 0 {
             reallocated_with_stats(&old, new_size);
         }
         let record = if new_addr == 0 {
@@ -188,8 +209,8 @@ pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize,
 
 #[inline(never)]
 fn reallocated_with_stats(old: &Record, new_size: usize) {
-    let slot = slot_of(old.scope);
-    if slot.id.load(Ordering::Relaxed) != old.scope {
+    let slot = slot_of_tag(old.tag);
+    if !is_live_id(slot.id.load(Ordering::Relaxed)) {
         return;
     }
     slot.allocations.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +236,11 @@ fn record_process_wide(addr: usize, size: usize) {
     let scope = PROCESS_SCOPE.load(Ordering::Relaxed);
     if scope != 0 {
         record(addr, size, scope);
+        if slot_of(scope).id.load(Ordering::SeqCst) != scope {
+            // The check ended while the record was made (its drain may have missed it, and
+            // its slot may serve another check next): take it back.
+            table::remove(addr);
+        }
     }
 }
 
@@ -326,7 +352,7 @@ fn record(addr: usize, size: usize, scope: u32) {
         addr,
         size,
         stack,
-        scope,
+        tag: tag_of(scope),
     });
 }
 
@@ -423,18 +449,21 @@ impl Scope {
     pub(crate) fn new(settings: ScopeSettings) -> Result<Scope, TooManyScopes> {
         crate::raw::thread_inheritance();
         crate::raw::prepare_for_fork();
+        // At most 2^23 - 2, so every id stays below DRAINING and CLAIMING.
         let counter =
-            NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 1) + 1;
+            NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 2) + 1;
         let flags = if settings.stacks { STACKS_BIT } else { 0 }
             | if settings.stats { STATS_BIT } else { 0 };
+        // Slot 0 is never a scope's: its tag marks retained blocks.
         let (index, id) = SLOTS
             .iter()
             .enumerate()
+            .skip(1)
             .find_map(|(index, slot)| {
                 let id = (counter << COUNTER_SHIFT) | ((index as u32) << SLOT_SHIFT) | flags;
                 // Claim with a placeholder so the statistics are reset before the id is live.
                 slot.id
-                    .compare_exchange(0, u32::MAX, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                     .then_some((index, id))
             })
@@ -511,7 +540,7 @@ impl Scope {
 
     /// Whether a block is recorded under this scope (used to prove the allocator is installed).
     pub(crate) fn owns(&self, addr: usize) -> bool {
-        table::lookup(addr).is_some_and(|r| r.scope == self.id)
+        table::lookup(addr).is_some_and(|r| r.tag == tag_of(self.id))
     }
 
     /// The scope's statistics so far (all zero unless it was created with `stats`).
@@ -555,12 +584,12 @@ impl Scope {
     /// Forgets the blocks live under this scope now (a warm-up run's): they stop counting and
     /// their frees are no longer looked up.
     pub(crate) fn forget_live_records(&self) {
-        drop(collect(self.id, true));
+        drop(collect(tag_of(self.id), true));
     }
 
     /// Copies of the records live under this scope now, leaving them in place.
     pub(crate) fn live_records(&self) -> Vec<Record> {
-        collect(self.id, false)
+        collect(tag_of(self.id), false)
     }
 
     /// Stops recording; the records still live under the scope stay in the table (so frees
@@ -570,7 +599,7 @@ impl Scope {
         self.disarm();
         Finished {
             id: self.id,
-            records: collect(self.id, false),
+            records: collect(tag_of(self.id), false),
             settled: false,
         }
     }
@@ -583,7 +612,9 @@ impl Scope {
         // Inactive before the drain: a thread that inherited the scope and is recording right
         // now sees it gone when it checks again after its insert, and takes its record back,
         // so nothing is left behind for good.
-        slot_of(self.id).id.store(0, Ordering::SeqCst);
+        // Draining, not free: no other scope may take the slot (and its tag) while records
+        // with that tag are still in the table.
+        slot_of(self.id).id.store(DRAINING, Ordering::SeqCst);
     }
 }
 
@@ -598,12 +629,12 @@ impl Drop for Scope {
 }
 
 /// Copies (or with `drain`, takes) every record under `scope`.
-fn collect(scope: u32, drain: bool) -> Vec<Record> {
+fn collect(tag: u8, drain: bool) -> Vec<Record> {
     let _blocked = Block::new();
     let mut records = Vec::new();
     loop {
-        let mut batch = Vec::with_capacity(table::count_scope(scope) + 16);
-        let complete = table::collect_scope(scope, &mut batch, drain);
+        let mut batch = Vec::with_capacity(table::count_tag(tag) + 16);
+        let complete = table::collect_tag(tag, &mut batch, drain);
         // A drained batch is gone from the table and must be kept; an incomplete copy is
         // simply taken again, whole, with more room.
         if drain || complete {
@@ -616,7 +647,8 @@ fn collect(scope: u32, drain: bool) -> Vec<Record> {
 }
 
 fn drain_and_release(scope: u32) {
-    drop(collect(scope, true));
+    drop(collect(tag_of(scope), true));
+    slot_of(scope).id.store(0, Ordering::SeqCst);
     TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -633,7 +665,7 @@ impl Finished {
         &self.records
     }
 
-    /// Keeps the records for which `retain` is true as [`RETAINED`] blocks, for later checks
+    /// Keeps the records for which `retain` is true as [`RETAINED_TAG`] blocks, for later checks
     /// to scan through, and forgets the rest.
     pub(crate) fn settle(mut self, retain: impl Fn(usize) -> bool) {
         let _blocked = Block::new();
@@ -644,7 +676,7 @@ impl Finished {
         }
         for i in kept {
             // A block freed since the copy has no record left to retag: nothing to keep.
-            table::retag(self.records[i].addr, self.id, RETAINED);
+            table::retag(self.records[i].addr, tag_of(self.id), RETAINED_TAG);
         }
         drain_and_release(self.id);
     }
@@ -662,7 +694,7 @@ impl Drop for Finished {
 /// Copies of the blocks earlier checks left reachable and that are still live.
 pub(crate) fn retained_records() -> Vec<Record> {
     if RETAINING.load(Ordering::Relaxed) {
-        collect(RETAINED, false)
+        collect(RETAINED_TAG, false)
     } else {
         Vec::new()
     }
