@@ -448,7 +448,11 @@ pub(crate) struct ScopeSettings {
 impl Scope {
     pub(crate) fn new(settings: ScopeSettings) -> Result<Scope, TooManyScopes> {
         crate::raw::thread_inheritance();
-        crate::raw::prepare_for_fork();
+        {
+            // glibc keeps the fork handler in memory it allocates once: not a test's leak.
+            let _blocked = Block::new();
+            crate::raw::prepare_for_fork();
+        }
         // At most 2^23 - 2, so every id stays below DRAINING and CLAIMING.
         let counter =
             NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 2) + 1;
