@@ -1,15 +1,23 @@
 //! Capturing raw stacks (return addresses) inside the allocator.
 //!
-//! Two walkers: a frame-pointer walk (~2 ns a frame) and `backtrace`'s unwinder (libgcc and
-//! DWARF CFI, ~100 ns a frame). The fast one is only correct when every frame on the path keeps
-//! a frame pointer: std's precompiled code does, the user's crates only with
-//! `-C force-frame-pointers=yes`. Without it the walk silently skips frames, so the fast walker
-//! is used only after [`calibrate`] has seen it agree with the slow one on a stack that runs
-//! through code compiled like the user's.
+//! Three walkers: a frame-pointer walk (~2 ns a frame), a DWARF CFI walk with cached rules
+//! (`unwind.rs`, a few ns a frame; x86_64 Linux with glibc) and `backtrace`'s unwinder
+//! (libgcc re-parsing DWARF CFI for every frame, ~100 ns a frame). The frame-pointer walk is only
+//! correct when every frame on the path keeps a frame pointer: std's precompiled code does, the
+//! user's crates only with `-C force-frame-pointers=yes`. Without it the walk silently skips
+//! frames, so it is used only after [`calibrate`] has seen it agree with libgcc on a stack that
+//! runs through code compiled like the user's. Otherwise the cached CFI walk is used, once
+//! [`calibrate`] has seen it agree with libgcc too, and libgcc walks every stack the cached walk
+//! gives up on (and every stack on other targets).
 
 use super::intern::MAX_FRAMES;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+// The cached CFI walker: a child of this module (not of `raw`) as nothing else uses it.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+#[path = "unwind.rs"]
+mod unwind;
 
 /// Which walker captures stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +26,14 @@ pub(crate) enum Unwinder {
     Unknown,
     /// Verified frame-pointer walk.
     FramePointers,
-    /// `backtrace`'s DWARF unwinder (frame pointers missing or unsupported on this target).
+    /// DWARF CFI (frame pointers missing or unsupported on this target): the cached walker
+    /// where it is verified, else `backtrace`'s unwinder.
     Slow,
 }
 
 static UNWINDER: AtomicU8 = AtomicU8::new(0);
+/// Whether [`calibrate`] saw the cached CFI walker agree with libgcc.
+static CACHED_CFI: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn unwinder() -> Unwinder {
     match UNWINDER.load(Ordering::Relaxed) {
@@ -35,11 +46,19 @@ pub(crate) fn unwinder() -> Unwinder {
 /// Captures the current stack into `buf`, innermost frame first; returns how many frames.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
-    if unwinder() == Unwinder::FramePointers {
-        let n = walk_frame_pointers(buf);
-        if n > 0 {
-            return n;
+    match unwinder() {
+        Unwinder::FramePointers => {
+            let n = walk_frame_pointers(buf);
+            if n > 0 {
+                return n;
+            }
         }
+        Unwinder::Slow if CACHED_CFI.load(Ordering::Relaxed) => {
+            if let Some(n) = walk_cached_cfi(buf) {
+                return n;
+            }
+        }
+        Unwinder::Slow | Unwinder::Unknown => {}
     }
     walk_slow(buf)
 }
@@ -74,7 +93,8 @@ mod frame_pointers {
         static STACK_HIGH: Cell<usize> = const { Cell::new(0) };
     }
 
-    fn stack_bounds() -> (usize, usize) {
+    /// This thread's stack, [low, high); an empty range if unknowable.
+    pub(crate) fn stack_bounds() -> (usize, usize) {
         let low = STACK_LOW.try_with(Cell::get).unwrap_or(1);
         if low != 0 {
             return (low, STACK_HIGH.try_with(Cell::get).unwrap_or(1));
@@ -159,9 +179,24 @@ mod frame_pointers {
 
 use frame_pointers::walk_frame_pointers;
 
-/// Decides, once per process, whether frame-pointer walking is trustworthy. Must be called
-/// from a frame compiled with the user's flags (a generic function instantiated in the user's
-/// crate) so that a missing `-C force-frame-pointers=yes` shows up as a disagreement.
+/// The cached CFI walk from the calling function (`buf[0]` is the return address into it), or
+/// `None` where it gives up or does not exist.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+#[inline(always)]
+fn walk_cached_cfi(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
+    unwind::walk(buf, frame_pointers::stack_bounds())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]
+#[inline(always)]
+fn walk_cached_cfi(_buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
+    None
+}
+
+/// Decides, once per process, whether frame-pointer walking is trustworthy (and, if not,
+/// whether the cached CFI walker is). Must be called from a frame compiled with the user's
+/// flags (a generic function instantiated in the user's crate) so that a missing
+/// `-C force-frame-pointers=yes` shows up as a disagreement.
 #[inline(never)]
 pub(crate) fn calibrate() -> Unwinder {
     let current = unwinder();
@@ -172,11 +207,22 @@ pub(crate) fn calibrate() -> Unwinder {
     let fast_len = walk_frame_pointers(&mut fast);
     let mut slow = [0usize; MAX_FRAMES];
     let slow_len = walk_slow(&mut slow);
-    let verdict = if frame_walks_agree(&fast[..fast_len], &slow[..slow_len]) {
+    let mut cached = [0usize; MAX_FRAMES];
+    let cached_len = walk_cached_cfi(&mut cached);
+    let (fast, slow) = (&fast[..fast_len], &slow[..slow_len]);
+    // The cached CFI walker must list exactly libgcc's callers.
+    let cached = cached_len
+        .map(|len| &cached[..len])
+        .filter(|cached| cached_walk_agrees(cached, slow));
+    let verdict = if frame_walks_agree(fast, slow) {
         Unwinder::FramePointers
     } else {
         Unwinder::Slow
     };
+    CACHED_CFI.store(
+        verdict == Unwinder::Slow && cached.is_some(),
+        Ordering::Relaxed,
+    );
     UNWINDER.store(
         if verdict == Unwinder::FramePointers {
             1
@@ -210,6 +256,30 @@ fn frame_walks_agree(fast: &[usize], slow: &[usize]) -> bool {
     checked >= MIN_CHECKED.min(slow_callers.len()) && callers[..checked] == slow_callers[..checked]
 }
 
+/// Like [`frame_walks_agree`], but every caller must match, and both walks must end at the
+/// same frame unless one of them was cut at [`MAX_FRAMES`]. (libgcc reports the outermost
+/// frame's undefined return address as a last frame at 0; the cached walk stops before it.)
+fn cached_walk_agrees(cached: &[usize], slow: &[usize]) -> bool {
+    let truncated = slow.len() == MAX_FRAMES;
+    let slow = match slow.iter().rposition(|&ip| ip != 0) {
+        Some(last) => &slow[..=last],
+        None => &[],
+    };
+    if !frame_walks_agree(cached, slow) {
+        return false;
+    }
+    let Some(p) = slow.iter().position(|&ip| ip == cached[1]) else {
+        return false;
+    };
+    let (callers, slow_callers) = (&cached[1..], &slow[p..]);
+    if cached.len() == MAX_FRAMES || truncated {
+        let common = callers.len().min(slow_callers.len());
+        callers[..common] == slow_callers[..common]
+    } else {
+        callers == slow_callers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +292,39 @@ mod tests {
         assert!(!frame_walks_agree(&[1010, 6000, 7000, 8000], &slow));
         assert!(!frame_walks_agree(&[1010], &slow));
         assert!(!frame_walks_agree(&[1010, 5000, 6001], &slow));
+    }
+
+    #[test]
+    fn cached_walk_must_match_to_the_end() {
+        let slow = [1, 2, 1000, 5000, 6000, 7000, 8000];
+        assert!(cached_walk_agrees(&[1010, 5000, 6000, 7000, 8000], &slow));
+        // Stopped early, or went on past libgcc's last frame.
+        assert!(!cached_walk_agrees(&[1010, 5000, 6000, 7000], &slow));
+        assert!(!cached_walk_agrees(
+            &[1010, 5000, 6000, 7000, 8000, 9000],
+            &slow
+        ));
+        assert!(!cached_walk_agrees(&[1010, 5000, 6000, 7001, 8000], &slow));
+        assert!(cached_walk_agrees(
+            &[1010, 5000, 6000, 7000, 8000],
+            &[1, 2, 1000, 5000, 6000, 7000, 8000, 0]
+        ));
+    }
+
+    #[test]
+    fn calibration_verifies_the_cached_walker() {
+        // This package is built without frame pointers unless RUSTFLAGS force them.
+        if calibrate() == Unwinder::Slow
+            && cfg!(all(
+                target_os = "linux",
+                target_env = "gnu",
+                target_arch = "x86_64"
+            ))
+        {
+            assert!(CACHED_CFI.load(Ordering::Relaxed));
+            let mut buf = [0; MAX_FRAMES];
+            assert!(walk_cached_cfi(&mut buf).is_some_and(|n| n > 2));
+        }
     }
 
     #[test]

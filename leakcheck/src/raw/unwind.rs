@@ -1,0 +1,891 @@
+//! A DWARF CFI stack walker with cached unwind rules (x86_64 Linux, glibc).
+//!
+//! Without frame pointers the only way up the stack is the unwind tables (`.eh_frame`). libgcc's
+//! `_Unwind_Backtrace` does not remember anything between frames or captures: for every frame
+//! of every capture it finds the object, binary-searches `.eh_frame_hdr`, parses the FDE and its
+//! CIE and interprets the CFA program up to the pc (~100 ns a frame). Yet the rule for one return
+//! address never changes while its object stays loaded, and on x86_64 nearly every rule is tiny:
+//! CFA = rsp or rbp + offset, the return address at CFA - 8, rbp either unchanged or saved at
+//! CFA + offset. This walker keeps that reduced rule per return address in a fixed, lock-free,
+//! open-addressing table in static memory, so a cached frame costs a hash probe and one or two
+//! bounds-checked stack reads (a few ns). A miss finds the object with `dl_iterate_phdr`, looks
+//! the FDE up through `.eh_frame_hdr` and evaluates its row with gimli (once per return address
+//! for the life of the process).
+//!
+//! The walker gives up — [`walk`] returns `None` and the caller falls back to libgcc for that
+//! capture — on any frame whose rule the reduced form cannot express: a CFA computed by a DWARF
+//! expression or from a register other than rsp/rbp, a return address or rbp recovered any other
+//! way, a signal trampoline, code outside every loaded object (JIT code registered with
+//! `__register_frame`), and on any stack read outside the thread's own stack (a bad rule, or code
+//! running on an alternate signal stack or a coroutine's stack). A walk ends normally where libgcc
+//! ends: at a frame whose return address is undefined (`_start`, `clone3`) or that has no FDE.
+//!
+//! Rules are keyed by address and never evicted: an object unloaded with `dlclose` and another
+//! loaded at the same address would see stale rules (every read stays bounds-checked).
+//!
+//! Runs inside the global allocator: no panics, no formatting, no allocation at all (gimli is
+//! used with `read-core` only and a fixed-size context in static memory), and the one lock (the
+//! gimli context's, taken only on a miss) is a bounded try-lock that a forked child can take over.
+
+use crate::raw::intern::MAX_FRAMES;
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, Register, RegisterRule,
+    UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow, X86_64,
+};
+
+/// Captures the calling thread's stack into `buf`, innermost frame first: `buf[0]` is the return
+/// address into the caller of `walk`. `bounds` is the thread's stack, [low, high). Returns the
+/// number of frames, or `None` when some frame needs the full unwinder.
+#[inline(never)]
+pub(crate) fn walk(buf: &mut [usize; MAX_FRAMES], bounds: (usize, usize)) -> Option<usize> {
+    let (pc, sp, bp) = registers();
+    let (low, high) = bounds;
+    if sp < low || sp >= high {
+        return None;
+    }
+    // Nothing a caller saved lies below this frame: reads are confined to [sp, high).
+    let low = sp;
+    let mut sp = sp;
+    let mut bp = bp;
+    // The first frame is this function at `pc` itself; callers are looked up at their return
+    // address - 1, inside the call instruction (the return address may already belong to the
+    // next function or to another row).
+    let mut lookup = pc;
+    let mut n = 0;
+    loop {
+        let rule = match step_for(lookup) {
+            Step::Frame(rule) => rule,
+            Step::End => return Some(n),
+            Step::Unsupported => return None,
+        };
+        let base = if rule.cfa_from_rbp { bp } else { sp };
+        let cfa = base.wrapping_add_signed(rule.cfa_offset as isize);
+        // Every caller's frame lies strictly above its callee's.
+        if cfa <= sp {
+            return None;
+        }
+        let ret = read_stack(cfa.wrapping_add_signed(rule.ra_offset as isize), low, high)?;
+        if let Some(offset) = rule.rbp_offset {
+            bp = read_stack(cfa.wrapping_add_signed(offset as isize), low, high)?;
+        }
+        sp = cfa;
+        if ret == 0 {
+            return Some(n);
+        }
+        buf[n] = ret;
+        n += 1;
+        if n == MAX_FRAMES {
+            return Some(n);
+        }
+        lookup = ret - 1;
+    }
+}
+
+/// This function's pc, rsp and rbp, all at the same instruction boundary (inlined into
+/// [`walk`], so they describe `walk`'s frame).
+#[inline(always)]
+fn registers() -> (usize, usize, usize) {
+    let (pc, sp, bp): (usize, usize, usize);
+    // SAFETY: reads rip (by address arithmetic), rsp and rbp into registers; no memory access,
+    // no stack use, no flags changed.
+    unsafe {
+        core::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    (pc, sp, bp)
+}
+
+/// Reads one word of this thread's stack, or `None` if `addr` is not an aligned word inside
+/// [low, high).
+#[inline(always)]
+fn read_stack(addr: usize, low: usize, high: usize) -> Option<usize> {
+    let word = core::mem::size_of::<usize>();
+    if addr < low || addr.checked_add(word)? > high || !addr.is_multiple_of(word) {
+        return None;
+    }
+    // SAFETY: [addr, addr + 8) is an aligned word inside this thread's stack (checked above),
+    // which is mapped for as long as the thread runs; `read_volatile` because the words belong
+    // to other frames and are not Rust values we own.
+    Some(unsafe { core::ptr::read_volatile(addr as *const usize) })
+}
+
+// ---- rules ----
+
+/// How to get from one frame to its caller, reduced to what x86_64 code nearly always uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rule {
+    /// CFA = rbp + `cfa_offset` (else rsp + `cfa_offset`).
+    cfa_from_rbp: bool,
+    cfa_offset: i32,
+    /// The return address is at CFA + `ra_offset` (-8 in practice).
+    ra_offset: i8,
+    /// The caller's rbp is at CFA + offset; `None`: rbp is unchanged in this frame.
+    rbp_offset: Option<i16>,
+}
+
+/// What the walk does at one pc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Unwind one frame with this rule.
+    Frame(Rule),
+    /// This is the outermost frame: its return address is undefined, or it has no unwind info.
+    End,
+    /// The rule does not fit [`Rule`], or the pc is outside every loaded object: libgcc must
+    /// walk this stack.
+    Unsupported,
+}
+
+const TAG_FRAME: u64 = 1;
+const TAG_END: u64 = 2;
+const TAG_UNSUPPORTED: u64 = 3;
+const FLAG_CFA_RBP: u64 = 1 << 2;
+const FLAG_RBP_SAVED: u64 = 1 << 3;
+
+/// Packs a step into one non-zero word: tag in bits 0-1, flags in 2-3, the return address's
+/// offset in 8-15, rbp's in 16-31 and the CFA's in 32-63.
+fn pack(step: Step) -> u64 {
+    match step {
+        Step::End => TAG_END,
+        Step::Unsupported => TAG_UNSUPPORTED,
+        Step::Frame(rule) => {
+            let mut word = TAG_FRAME
+                | u64::from(rule.ra_offset as u8) << 8
+                | u64::from(rule.cfa_offset as u32) << 32;
+            if rule.cfa_from_rbp {
+                word |= FLAG_CFA_RBP;
+            }
+            if let Some(offset) = rule.rbp_offset {
+                word |= FLAG_RBP_SAVED | u64::from(offset as u16) << 16;
+            }
+            word
+        }
+    }
+}
+
+/// The inverse of [`pack`]; `word` is not 0.
+#[inline(always)]
+fn unpack(word: u64) -> Step {
+    match word & 3 {
+        TAG_FRAME => Step::Frame(Rule {
+            cfa_from_rbp: word & FLAG_CFA_RBP != 0,
+            cfa_offset: (word >> 32) as u32 as i32,
+            ra_offset: (word >> 8) as u8 as i8,
+            rbp_offset: (word & FLAG_RBP_SAVED != 0).then_some((word >> 16) as u16 as i16),
+        }),
+        TAG_END => Step::End,
+        _ => Step::Unsupported,
+    }
+}
+
+// ---- the cache ----
+
+/// 16384 slots of 16 bytes: 256 KiB of zeroed static memory, touched only where used. A test
+/// binary's captured stacks pass through a few thousand distinct return addresses at most.
+const CACHE_BITS: u32 = 14;
+const CACHE_LEN: usize = 1 << CACHE_BITS;
+/// Slots tried from a pc's home slot before giving up on caching it.
+const PROBES: usize = 8;
+
+/// One cached rule. Written once: `pc` goes from 0 to its final value (compare-exchange), then
+/// `step` from 0 to the packed rule, and neither changes again. Any thread that computes the
+/// rule for a pc computes the same word, so readers need no ordering between the two fields: a
+/// reader that sees `pc` but still 0 in `step` computes the rule itself.
+struct Slot {
+    pc: AtomicUsize,
+    step: AtomicU64,
+}
+
+static CACHE: [Slot; CACHE_LEN] = [const {
+    Slot {
+        pc: AtomicUsize::new(0),
+        step: AtomicU64::new(0),
+    }
+}; CACHE_LEN];
+
+#[inline(always)]
+fn home(pc: usize) -> usize {
+    ((pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_BITS)) as usize
+}
+
+/// The packed step cached for `pc`, if any.
+#[inline(always)]
+fn cached(pc: usize) -> Option<u64> {
+    let mut i = home(pc);
+    for _ in 0..PROBES {
+        let slot = &CACHE[i];
+        let key = slot.pc.load(Ordering::Relaxed);
+        if key == pc {
+            let word = slot.step.load(Ordering::Relaxed);
+            return (word != 0).then_some(word);
+        }
+        if key == 0 {
+            return None;
+        }
+        i = (i + 1) & (CACHE_LEN - 1);
+    }
+    None
+}
+
+/// Caches `word` for `pc`; does nothing when the pc's probe run is full.
+fn remember(pc: usize, word: u64) {
+    let mut i = home(pc);
+    for _ in 0..PROBES {
+        let slot = &CACHE[i];
+        match slot
+            .pc
+            .compare_exchange(0, pc, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                slot.step.store(word, Ordering::Relaxed);
+                return;
+            }
+            Err(key) if key == pc => {
+                slot.step.store(word, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => i = (i + 1) & (CACHE_LEN - 1),
+        }
+    }
+}
+
+/// The step at `pc` (a return address - 1, or the walker's own pc), from the cache or computed.
+#[inline(always)]
+fn step_for(pc: usize) -> Step {
+    if let Some(word) = cached(pc) {
+        return unpack(word);
+    }
+    step_for_uncached(pc)
+}
+
+#[cold]
+#[inline(never)]
+fn step_for_uncached(pc: usize) -> Step {
+    match resolve(pc) {
+        Some(step) => {
+            remember(pc, pack(step));
+            step
+        }
+        // The context is busy for too long: walk this stack with libgcc, cache nothing.
+        None => Step::Unsupported,
+    }
+}
+
+// ---- a miss: find the FDE and evaluate its row ----
+
+/// gimli's unwind context in static memory: a fixed-size rule set (x86_64 code saves at most
+/// the 6 callee-saved registers plus the return address) and stack (`DW_CFA_remember_state`
+/// nesting), so evaluating never allocates.
+struct Fixed;
+
+impl<T: gimli::ReaderOffset> UnwindContextStorage<T> for Fixed {
+    type Rules = [(Register, RegisterRule<T>); 32];
+    type Stack = [UnwindTableRow<T, Self>; 4];
+}
+
+type Context = UnwindContext<usize, Fixed>;
+
+/// The one gimli context, behind a lock that records its holder's process id: a child forked
+/// while another thread of its parent held it takes it over (that thread does not exist in the
+/// child).
+struct ContextLock {
+    owner: AtomicU32,
+    context: UnsafeCell<Option<Context>>,
+}
+
+// SAFETY: `context` is only touched by the thread that set `owner` from 0 (or from a dead
+// parent's pid) to its own pid, until it stores 0 again (acquire/release).
+unsafe impl Sync for ContextLock {}
+
+static CONTEXT: ContextLock = ContextLock {
+    owner: AtomicU32::new(0),
+    context: UnsafeCell::new(None),
+};
+
+/// How long a miss waits for another thread's miss (each takes a few microseconds) before the
+/// capture falls back to libgcc.
+const LOCK_SPINS: u32 = 1 << 12;
+
+/// Computes the step at `pc`; `None` if the context stayed busy.
+fn resolve(pc: usize) -> Option<Step> {
+    // SAFETY: `getpid` has no preconditions and cannot fail.
+    let me = unsafe { libc::getpid() } as u32;
+    let mut spins = 0;
+    let taken_over = loop {
+        match CONTEXT
+            .owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => break false,
+            // Held in the process we were forked from, by a thread that is not in this one.
+            Err(holder)
+                if holder != me
+                    && CONTEXT
+                        .owner
+                        .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok() =>
+            {
+                break true
+            }
+            Err(_) => {
+                spins += 1;
+                if spins >= LOCK_SPINS {
+                    return None;
+                }
+                core::hint::spin_loop();
+            }
+        }
+    };
+    // SAFETY: this thread holds the lock (above) until the store below; nothing else touches
+    // the context meanwhile, and nothing in between can unwind (no panics in this path).
+    let context = unsafe { &mut *CONTEXT.context.get() };
+    if taken_over {
+        // The fork may have caught the holder half-way through writing the context: start
+        // afresh, without running its destructor on what may be a torn value.
+        // SAFETY: `context` is valid for writes and exclusively ours (above); the old value
+        // owns nothing (gimli's context is plain arrays), so not dropping it leaks nothing.
+        unsafe { core::ptr::write(context, None) };
+    }
+    let context = context.get_or_insert_with(Context::new_in);
+    let mut search = Search {
+        pc,
+        context,
+        step: Step::Unsupported,
+    };
+    // SAFETY: `find_in_object` matches the callback type, only reads the program headers it is
+    // given and the sections they describe (mapped while the loader lock is held, i.e. for the
+    // whole iteration), and `search` outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(Some(find_in_object), (&raw mut search).cast::<c_void>());
+    }
+    let step = search.step;
+    CONTEXT.owner.store(0, Ordering::Release);
+    Some(step)
+}
+
+struct Search<'a> {
+    pc: usize,
+    context: &'a mut Context,
+    /// `Unsupported` until the object containing `pc` is found.
+    step: Step,
+}
+
+/// Loaded segments remembered per object, to bound `.eh_frame` (its length is not recorded in
+/// `.eh_frame_hdr`: it runs at most to the end of the segment holding it).
+const MAX_SEGMENTS: usize = 16;
+
+/// `dl_iterate_phdr` callback: when this object holds the pc, evaluates its rule into the
+/// search and stops the iteration (returns 1).
+unsafe extern "C" fn find_in_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: `data` is the `Search` passed by `resolve`, exclusively ours for the call; `info`
+    // is valid for the call and describes `dlpi_phnum` program headers at `dlpi_phdr`.
+    let (search, info) = unsafe { (&mut *data.cast::<Search<'_>>(), &*info) };
+    let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+        &[]
+    } else {
+        // SAFETY: as above.
+        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+    };
+    let base = info.dlpi_addr as usize;
+    let mut contains = false;
+    let mut eh_frame_hdr = None;
+    let mut segments = [(0usize, 0usize); MAX_SEGMENTS];
+    let mut loaded = 0;
+    for header in headers {
+        let start = base.wrapping_add(header.p_vaddr as usize);
+        let end = start.wrapping_add(header.p_memsz as usize);
+        if header.p_type == libc::PT_LOAD {
+            contains |= (start..end).contains(&search.pc);
+            if loaded < MAX_SEGMENTS {
+                segments[loaded] = (start, end);
+                loaded += 1;
+            }
+        } else if header.p_type == libc::PT_GNU_EH_FRAME {
+            eh_frame_hdr = Some((start, header.p_memsz as usize));
+        }
+    }
+    if !contains {
+        return 0;
+    }
+    search.step = match eh_frame_hdr {
+        Some(hdr) => evaluate(search.pc, search.context, hdr, &segments[..loaded]),
+        None => Step::Unsupported,
+    };
+    1
+}
+
+/// Finds the FDE for `pc` through the object's `.eh_frame_hdr` and reduces its row at `pc`.
+fn evaluate(
+    pc: usize,
+    context: &mut Context,
+    (hdr_addr, hdr_len): (usize, usize),
+    segments: &[(usize, usize)],
+) -> Step {
+    let bases = BaseAddresses::default().set_eh_frame_hdr(hdr_addr as u64);
+    // SAFETY: the PT_GNU_EH_FRAME segment is mapped (it lies inside a PT_LOAD segment) and
+    // read-only while its object is loaded, which the loader lock held by `dl_iterate_phdr`
+    // guarantees for the duration of this call.
+    let hdr = unsafe { core::slice::from_raw_parts(hdr_addr as *const u8, hdr_len) };
+    let Ok(parsed) = EhFrameHdr::new(hdr, LittleEndian).parse(&bases, 8) else {
+        return Step::Unsupported;
+    };
+    let Ok(eh_frame_addr) = parsed.eh_frame_ptr().direct() else {
+        return Step::Unsupported;
+    };
+    let eh_frame_addr = eh_frame_addr as usize;
+    let Some(&(_, segment_end)) = segments
+        .iter()
+        .find(|&&(start, end)| (start..end).contains(&eh_frame_addr))
+    else {
+        return Step::Unsupported;
+    };
+    // No search table (an object linked without --eh-frame-hdr): libgcc scans linearly.
+    let Some(table) = parsed.table() else {
+        return Step::Unsupported;
+    };
+    // SAFETY: `.eh_frame` starts at `eh_frame_addr` inside a loaded segment and the slice ends
+    // with that segment, so all of it is mapped, read-only, while the object stays loaded
+    // (guaranteed for this call, as above).
+    let eh_frame = unsafe {
+        core::slice::from_raw_parts(eh_frame_addr as *const u8, segment_end - eh_frame_addr)
+    };
+    let eh_frame = EhFrame::new(eh_frame, LittleEndian);
+    let bases = bases.set_eh_frame(eh_frame_addr as u64);
+    let fde = match table.fde_for_address(&eh_frame, &bases, pc as u64, |section, bases, offset| {
+        section.cie_from_offset(bases, offset)
+    }) {
+        Ok(fde) => fde,
+        Err(gimli::Error::NoUnwindInfoForAddress) => return Step::End,
+        Err(_) => return Step::Unsupported,
+    };
+    if fde.is_signal_trampoline() || fde.cie().return_address_register() != X86_64::RA {
+        return Step::Unsupported;
+    }
+    match fde.unwind_info_for_address(&eh_frame, &bases, context, pc as u64) {
+        Ok(row) => reduce(row),
+        Err(gimli::Error::NoUnwindInfoForAddress) => Step::End,
+        Err(_) => Step::Unsupported,
+    }
+}
+
+/// Reduces a CFI row to a [`Rule`], if it fits.
+fn reduce(row: &UnwindTableRow<usize, Fixed>) -> Step {
+    reduce_rules(
+        row.cfa(),
+        row.register(X86_64::RA),
+        row.register(X86_64::RBP),
+    )
+}
+
+fn reduce_rules(
+    cfa: &CfaRule<usize>,
+    ra: Option<RegisterRule<usize>>,
+    rbp: Option<RegisterRule<usize>>,
+) -> Step {
+    let ra_offset = match ra {
+        Some(RegisterRule::Offset(offset)) => match i8::try_from(offset) {
+            Ok(offset) => offset,
+            Err(_) => return Step::Unsupported,
+        },
+        // No caller: the outermost frame (`_start`, `clone3`).
+        Some(RegisterRule::Undefined) => return Step::End,
+        _ => return Step::Unsupported,
+    };
+    let (cfa_from_rbp, cfa_offset) = match *cfa {
+        CfaRule::RegisterAndOffset { register, offset } => {
+            let from_rbp = if register == X86_64::RSP {
+                false
+            } else if register == X86_64::RBP {
+                true
+            } else {
+                return Step::Unsupported;
+            };
+            match i32::try_from(offset) {
+                Ok(offset) => (from_rbp, offset),
+                Err(_) => return Step::Unsupported,
+            }
+        }
+        CfaRule::Expression(_) => return Step::Unsupported,
+    };
+    let rbp_offset = match rbp {
+        None | Some(RegisterRule::SameValue) => None,
+        Some(RegisterRule::Offset(offset)) => match i16::try_from(offset) {
+            Ok(offset) => Some(offset),
+            Err(_) => return Step::Unsupported,
+        },
+        Some(_) => return Step::Unsupported,
+    };
+    Step::Frame(Rule {
+        cfa_from_rbp,
+        cfa_offset,
+        ra_offset,
+        rbp_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hint::black_box;
+
+    /// The cached walk (`None` if it gave up; retried while another test's miss holds the
+    /// context) and libgcc's, both from this function. Does not panic (it runs under an
+    /// `extern "C"` frame below).
+    #[inline(never)]
+    fn try_both_walks() -> (Option<Vec<usize>>, Vec<usize>) {
+        let mut buf = [0; MAX_FRAMES];
+        let bounds = super::super::frame_pointers::stack_bounds();
+        let cached = (0..100)
+            .find_map(|_| walk(&mut buf, bounds))
+            .map(|n| buf[..n].to_vec());
+        let mut slow = Vec::new();
+        backtrace::trace(|frame| {
+            slow.push(frame.ip() as usize);
+            slow.len() < MAX_FRAMES
+        });
+        (cached, slow)
+    }
+
+    #[inline(never)]
+    fn both_walks() -> (Vec<usize>, Vec<usize>) {
+        let (cached, slow) = try_both_walks();
+        (cached.expect("the cached walker gave up"), slow)
+    }
+
+    /// Asserts that the cached walk lists exactly libgcc's frames, from the caller of
+    /// `both_walks` to the end of the stack (or to the depth cap).
+    fn assert_same_frames(cached: &[usize], slow: &[usize]) {
+        assert!(
+            super::super::cached_walk_agrees(cached, slow),
+            "cached walk {cached:x?}\nlibgcc {slow:x?}"
+        );
+    }
+
+    /// The rules the walk used for each of its frames' callers.
+    fn rules_of(frames: &[usize]) -> Vec<Rule> {
+        frames
+            .iter()
+            .filter_map(|&ret| match step_for(ret - 1) {
+                Step::Frame(rule) => Some(rule),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // Frames of different shapes, so the walk meets rsp-based CFAs with small and large
+    // offsets, rbp-based CFAs (stack realignment makes LLVM keep a frame pointer) and rbp saved
+    // as an ordinary callee-saved register. Each adds to the callee's result after the call,
+    // so no call is a tail call.
+
+    #[inline(never)]
+    fn shaped(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+        if depth == 0 {
+            leaf();
+            return 0;
+        }
+        match depth % 4 {
+            0 => plain(depth - 1, leaf),
+            1 => big(depth - 1, leaf),
+            2 => aligned(depth - 1, leaf),
+            _ => many_registers(depth - 1, leaf),
+        }
+    }
+
+    #[inline(never)]
+    fn plain(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+        black_box(shaped(black_box(depth), leaf)) + 1
+    }
+
+    #[inline(never)]
+    fn big(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+        let mut block = [0u8; 3000];
+        black_box(&mut block);
+        let below = shaped(depth, leaf);
+        black_box(&block);
+        below + u64::from(block[7])
+    }
+
+    #[repr(align(128))]
+    struct Aligned([u8; 128]);
+
+    #[inline(never)]
+    fn aligned(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+        let mut block = Aligned([1; 128]);
+        black_box(&mut block);
+        let below = shaped(depth, leaf);
+        below + u64::from(black_box(&block).0[3])
+    }
+
+    #[inline(never)]
+    fn many_registers(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+        let v: [u64; 7] = core::array::from_fn(|i| black_box(i as u64 * 3 + 1));
+        let below = shaped(depth, leaf);
+        below + v[0] * v[1] + v[2] * v[3] + v[4] * v[5] * v[6]
+    }
+
+    fn walks_after(depth: u32) -> (Vec<usize>, Vec<usize>) {
+        let mut walks = None;
+        shaped(depth, &mut || walks = Some(both_walks()));
+        walks.unwrap()
+    }
+
+    #[test]
+    fn matches_libgcc_through_frames_of_every_shape() {
+        // Deep, but under the 64-frame cap with the test harness's frames, so both walks
+        // must also end at the same outermost frame.
+        let (cached, slow) = walks_after(24);
+        assert!(slow.len() < MAX_FRAMES, "{} frames", slow.len());
+        assert_same_frames(&cached, &slow);
+        let rules = rules_of(&cached);
+        let from_rbp = rules.iter().filter(|r| r.cfa_from_rbp).count();
+        let from_rsp = rules.iter().filter(|r| !r.cfa_from_rbp).count();
+        assert!(from_rbp > 0, "no frame kept a frame pointer: {rules:?}");
+        // std is built with frame pointers, leakcheck's own code (this test) is not unless
+        // RUSTFLAGS force them: then only the hand-written frames below test rsp-based CFAs.
+        if from_rsp == 0 {
+            eprintln!("note: every frame had a frame pointer (-C force-frame-pointers?)");
+        } else {
+            assert!(
+                rules.iter().any(|r| !r.cfa_from_rbp && r.cfa_offset > 3000),
+                "no large rsp-based frame: {rules:?}"
+            );
+            assert!(
+                rules
+                    .iter()
+                    .any(|r| !r.cfa_from_rbp && r.rbp_offset.is_some()),
+                "rbp never saved as a plain callee-saved register: {rules:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_libgcc_up_to_the_depth_cap() {
+        let (cached, slow) = walks_after(100);
+        assert_eq!(cached.len(), MAX_FRAMES);
+        assert_same_frames(&cached, &slow);
+    }
+
+    #[test]
+    fn matches_libgcc_on_many_threads_at_once() {
+        let threads: Vec<_> = (0..4)
+            .map(|i| std::thread::spawn(move || walks_after(8 + i * 5)))
+            .collect();
+        for thread in threads {
+            let (cached, slow) = thread.join().unwrap();
+            assert_same_frames(&cached, &slow);
+        }
+    }
+
+    #[test]
+    fn a_read_outside_the_stack_ends_the_walk() {
+        let mut buf = [0; MAX_FRAMES];
+        let here = black_box(&buf) as *const _ as usize;
+        // A stack that seems to end just above this frame: the walk must give up, not read on.
+        assert_eq!(walk(&mut buf, (0, here + 64)), None);
+        // A stack that does not contain this frame at all.
+        assert_eq!(walk(&mut buf, (1, 1)), None);
+    }
+
+    // Hand-written frames with exactly known CFI, independent of how Rust code was compiled:
+    // `outer` keeps a frame pointer (CFA = rbp + 16) and calls `inner`, which has an rsp-based
+    // CFA, saves rbp at CFA - 32 and then points rbp somewhere wrong before calling the
+    // callback. A walker that did not restore rbp from its save slot would compute `outer`'s CFA
+    // from the wrong rbp.
+    core::arch::global_asm!(
+        ".text",
+        ".p2align 4",
+        ".type leakcheck_unwind_test_outer,@function",
+        "leakcheck_unwind_test_outer:",
+        ".cfi_startproc",
+        "pushq %rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset %rbp, -16",
+        "movq %rsp, %rbp",
+        ".cfi_def_cfa_register %rbp",
+        "subq $2048, %rsp",
+        "callq leakcheck_unwind_test_inner",
+        "movq %rbp, %rsp",
+        "popq %rbp",
+        ".cfi_def_cfa %rsp, 8",
+        "retq",
+        ".cfi_endproc",
+        ".size leakcheck_unwind_test_outer, .-leakcheck_unwind_test_outer",
+        ".p2align 4",
+        ".type leakcheck_unwind_test_inner,@function",
+        "leakcheck_unwind_test_inner:",
+        ".cfi_startproc",
+        "subq $40, %rsp",
+        ".cfi_def_cfa_offset 48",
+        "movq %rbp, 16(%rsp)",
+        ".cfi_offset %rbp, -32",
+        "leaq 8(%rsp), %rbp",
+        "movq %rdi, %rax",
+        "movq %rsi, %rdi",
+        "callq *%rax",
+        "movq 16(%rsp), %rbp",
+        ".cfi_restore %rbp",
+        "addq $40, %rsp",
+        ".cfi_def_cfa_offset 8",
+        "retq",
+        ".cfi_endproc",
+        ".size leakcheck_unwind_test_inner, .-leakcheck_unwind_test_inner",
+        options(att_syntax),
+    );
+
+    unsafe extern "C" {
+        /// Calls `callback(data)` through the two hand-written frames.
+        fn leakcheck_unwind_test_outer(callback: extern "C" fn(*mut c_void), data: *mut c_void);
+        fn leakcheck_unwind_test_inner(callback: extern "C" fn(*mut c_void), data: *mut c_void);
+    }
+
+    type Walks = Option<(Option<Vec<usize>>, Vec<usize>)>;
+
+    extern "C" fn walk_into(data: *mut c_void) {
+        // SAFETY: `data` is the `Walks` passed by the test below, alive and unaliased.
+        let out = unsafe { &mut *data.cast::<Walks>() };
+        *out = Some(try_both_walks());
+    }
+
+    #[test]
+    fn restores_rbp_through_hand_written_frames() {
+        let mut out: Walks = None;
+        // SAFETY: the assembly functions follow the C ABI: they call `walk_into(data)` and
+        // restore every callee-saved register and the stack pointer before returning.
+        unsafe { leakcheck_unwind_test_outer(walk_into, (&raw mut out).cast::<c_void>()) };
+        let (cached, slow) = out.unwrap();
+        let cached = cached.expect("the cached walker gave up in the hand-written frames");
+        assert_same_frames(&cached, &slow);
+        // `inner` follows `outer` and is shorter than 64 bytes.
+        let outer = leakcheck_unwind_test_outer as *const () as usize;
+        let inner = leakcheck_unwind_test_inner as *const () as usize;
+        let at = |range: core::ops::Range<usize>| cached.iter().position(|ret| range.contains(ret));
+        let (Some(i), Some(o)) = (at(inner..inner + 64), at(outer..inner)) else {
+            panic!("the walk missed the hand-written frames: {cached:x?}");
+        };
+        assert_eq!(o, i + 1);
+        assert_eq!(
+            rules_of(&cached[i..=o]),
+            [
+                Rule {
+                    cfa_from_rbp: false,
+                    cfa_offset: 48,
+                    ra_offset: -8,
+                    rbp_offset: Some(-32),
+                },
+                Rule {
+                    cfa_from_rbp: true,
+                    cfa_offset: 16,
+                    ra_offset: -8,
+                    rbp_offset: Some(-16),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        let rules = [
+            Rule {
+                cfa_from_rbp: false,
+                cfa_offset: 8,
+                ra_offset: -8,
+                rbp_offset: None,
+            },
+            Rule {
+                cfa_from_rbp: true,
+                cfa_offset: 16,
+                ra_offset: -8,
+                rbp_offset: Some(-16),
+            },
+            Rule {
+                cfa_from_rbp: false,
+                cfa_offset: i32::MAX,
+                ra_offset: i8::MIN,
+                rbp_offset: Some(i16::MIN),
+            },
+            Rule {
+                cfa_from_rbp: true,
+                cfa_offset: -4,
+                ra_offset: i8::MAX,
+                rbp_offset: Some(i16::MAX),
+            },
+        ];
+        for rule in rules {
+            let word = pack(Step::Frame(rule));
+            assert_ne!(word, 0);
+            assert_eq!(unpack(word), Step::Frame(rule));
+        }
+        for step in [Step::End, Step::Unsupported] {
+            assert_eq!(unpack(pack(step)), step);
+        }
+    }
+
+    #[test]
+    fn reduces_only_the_simple_rules() {
+        let rsp = |offset| CfaRule::RegisterAndOffset {
+            register: X86_64::RSP,
+            offset,
+        };
+        let ra = Some(RegisterRule::Offset(-8));
+        assert_eq!(
+            reduce_rules(&rsp(4104), ra.clone(), None),
+            Step::Frame(Rule {
+                cfa_from_rbp: false,
+                cfa_offset: 4104,
+                ra_offset: -8,
+                rbp_offset: None,
+            })
+        );
+        let rbp = CfaRule::RegisterAndOffset {
+            register: X86_64::RBP,
+            offset: 16,
+        };
+        assert_eq!(
+            reduce_rules(&rbp, ra.clone(), Some(RegisterRule::Offset(-16))),
+            Step::Frame(Rule {
+                cfa_from_rbp: true,
+                cfa_offset: 16,
+                ra_offset: -8,
+                rbp_offset: Some(-16),
+            })
+        );
+        assert_eq!(
+            reduce_rules(&rsp(8), Some(RegisterRule::Undefined), None),
+            Step::End
+        );
+        let rbx = CfaRule::RegisterAndOffset {
+            register: X86_64::RBX,
+            offset: 8,
+        };
+        assert_eq!(reduce_rules(&rbx, ra.clone(), None), Step::Unsupported);
+        assert_eq!(
+            reduce_rules(
+                &rsp(8),
+                ra.clone(),
+                Some(RegisterRule::Register(X86_64::RBX))
+            ),
+            Step::Unsupported
+        );
+        assert_eq!(
+            reduce_rules(&rsp(1 << 40), ra.clone(), None),
+            Step::Unsupported
+        );
+        assert_eq!(
+            reduce_rules(&rsp(8), Some(RegisterRule::SameValue), None),
+            Step::Unsupported
+        );
+    }
+}
