@@ -214,7 +214,7 @@ pub(crate) fn calibrate() -> Unwinder {
     let cached = cached_len
         .map(|len| &cached[..len])
         .filter(|cached| cached_walk_agrees(cached, slow));
-    let verdict = if frame_walks_agree(fast, slow) {
+    let verdict = if frame_walks_agree(fast, slow) && starts_in_calibrate(fast, cached) {
         Unwinder::FramePointers
     } else {
         Unwinder::Slow
@@ -234,13 +234,33 @@ pub(crate) fn calibrate() -> Unwinder {
     verdict
 }
 
+/// Return addresses this close are taken to be in the same function.
+const SAME_FUNCTION: usize = 512;
+
+/// Whether the frame-pointer walk started at `calibrate`'s own call to it. Where `calibrate`
+/// (like the rest of leakcheck, built with the user's flags) keeps no frame pointer, the walk
+/// starts at whichever older frame last kept one, and from there on agrees with libgcc by
+/// construction, although it skipped every frame in between: [`frame_walks_agree`] alone cannot
+/// tell. With a verified cached CFI walk (which started in `calibrate` too) the test is exact:
+/// both must name `calibrate`'s caller second. Elsewhere the first return address must lie just
+/// past `calibrate`'s entry (the walk is its first call).
+fn starts_in_calibrate(fast: &[usize], cached: Option<&[usize]>) -> bool {
+    match cached {
+        Some(cached) => fast.len() > 1 && cached.len() > 1 && fast[1] == cached[1],
+        None => {
+            let entry = calibrate as fn() -> Unwinder as usize;
+            fast.first()
+                .is_some_and(|&first| first > entry && first - entry <= SAME_FUNCTION)
+        }
+    }
+}
+
 /// `fast[0]` and the frame before `fast[1]` in `slow` are both return addresses into
 /// `calibrate` (after its two different calls); from there on both walks must list the same
 /// callers, for at least a few frames. A walk that skipped a frame without a frame pointer
 /// lands on an older caller and fails the first check.
 fn frame_walks_agree(fast: &[usize], slow: &[usize]) -> bool {
     const MIN_CHECKED: usize = 3;
-    const SAME_FUNCTION: usize = 512;
     if fast.len() < 2 {
         return false;
     }
@@ -292,6 +312,20 @@ mod tests {
         assert!(!frame_walks_agree(&[1010, 6000, 7000, 8000], &slow));
         assert!(!frame_walks_agree(&[1010], &slow));
         assert!(!frame_walks_agree(&[1010, 5000, 6001], &slow));
+    }
+
+    #[test]
+    fn a_frame_pointer_walk_that_skipped_calibrate_is_caught() {
+        // The cached walk's second frame is calibrate's caller: so must the frame-pointer
+        // walk's be.
+        let cached = [1010, 5000, 6000, 7000];
+        assert!(starts_in_calibrate(&[1020, 5000, 6000], Some(&cached)));
+        assert!(!starts_in_calibrate(&[5000, 6000, 7000], Some(&cached)));
+        // Without it, the first frame must be just past calibrate's entry.
+        let entry = calibrate as fn() -> Unwinder as usize;
+        assert!(starts_in_calibrate(&[entry + 40, 5000], None));
+        assert!(!starts_in_calibrate(&[entry + 4000, 5000], None));
+        assert!(!starts_in_calibrate(&[], None));
     }
 
     #[test]
