@@ -1,0 +1,144 @@
+//! Allocation stacks without frame pointers (issue 8): the allocator's stack walker (the cached
+//! DWARF CFI walker on x86_64 Linux, libgcc's unwinder elsewhere) must report exactly the
+//! callers that libgcc's `_Unwind_Backtrace` sees from the same function, through frames of
+//! every shape: rsp-based frames small and large, frames that keep a frame pointer (stack
+//! realignment), rbp saved as an ordinary register, calls through `dyn`.
+//!
+//! This package is built without `-C force-frame-pointers` (the workspace sets no rustflags), so
+//! the frames below are walked by their unwind tables; with frame pointers forced the test
+//! still compares, against the frame-pointer walk.
+
+#[global_allocator]
+static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+
+use std::hint::black_box;
+
+/// What libgcc saw from the allocating function.
+struct Trace {
+    ips: [usize; 128],
+    len: usize,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace {
+            ips: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+/// Records libgcc's stack (into a fixed array: nothing allocated), then leaks `size` bytes.
+#[inline(never)]
+fn leaf(trace: &mut Trace, size: usize) {
+    backtrace::trace(|frame| {
+        trace.ips[trace.len] = frame.ip() as usize;
+        trace.len += 1;
+        trace.len < trace.ips.len()
+    });
+    std::mem::forget(black_box(vec![0u8; size]));
+}
+
+// Each adds to its callee's result after the call, so no call is a tail call.
+
+#[inline(never)]
+fn shaped(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+    if depth == 0 {
+        leaf();
+        return 0;
+    }
+    match depth % 4 {
+        0 => plain(depth - 1, leaf),
+        1 => big(depth - 1, leaf),
+        2 => aligned(depth - 1, leaf),
+        _ => many_registers(depth - 1, leaf),
+    }
+}
+
+#[inline(never)]
+fn plain(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+    black_box(shaped(black_box(depth), leaf)) + 1
+}
+
+#[inline(never)]
+fn big(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+    let mut block = [0u8; 3000];
+    black_box(&mut block);
+    let below = shaped(depth, leaf);
+    black_box(&block);
+    below + u64::from(block[7])
+}
+
+#[repr(align(128))]
+struct Aligned([u8; 128]);
+
+#[inline(never)]
+fn aligned(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+    let mut block = Aligned([1; 128]);
+    black_box(&mut block);
+    let below = shaped(depth, leaf);
+    below + u64::from(black_box(&block).0[3])
+}
+
+#[inline(never)]
+fn many_registers(depth: u32, leaf: &mut dyn FnMut()) -> u64 {
+    let v: [u64; 7] = core::array::from_fn(|i| black_box(i as u64 * 3 + 1));
+    let below = shaped(depth, leaf);
+    below + v[0] * v[1] + v[2] * v[3] + v[4] * v[5] * v[6]
+}
+
+/// Leaks `size` bytes `depth` shaped frames down inside a check, and asserts that the leak's
+/// stack lists, after the allocating function, exactly the callers libgcc saw.
+fn leak_and_compare(depth: u32, size: usize) {
+    let mut trace = Trace::new();
+    let report = leakcheck::check(|| {
+        shaped(depth, &mut || leaf(&mut trace, size));
+    });
+    let group = report
+        .groups()
+        .iter()
+        .find(|g| g.bytes() == size)
+        .unwrap_or_else(|| panic!("no leak of {size} bytes in\n{report}"));
+    // Inlined frames share their caller's return address: one address per physical frame.
+    let mut addresses: Vec<usize> = group.frames().iter().map(|f| f.address).collect();
+    addresses.dedup();
+    // The first is inside `leaf` (its call into the allocator, where libgcc saw its call into
+    // `backtrace`); the rest are `leaf`'s callers up to the closure inside the check.
+    let callers = &addresses[1..];
+    let seen = &trace.ips[..trace.len];
+    let start = seen
+        .iter()
+        .position(|&ip| ip == callers[0])
+        .unwrap_or_else(|| panic!("{callers:x?} not in libgcc's {seen:x?}\n{report}"));
+    assert_eq!(
+        &seen[start..(start + callers.len()).min(seen.len())],
+        callers,
+        "libgcc saw {seen:x?}\n{report}"
+    );
+    assert!(
+        callers.len() > depth as usize,
+        "only {} callers: {report}",
+        callers.len()
+    );
+}
+
+#[test]
+fn leak_stacks_list_every_caller() {
+    leak_and_compare(24, 4001);
+    if leakcheck::__private::unwinder() != "dwarf" {
+        eprintln!(
+            "note: stacks came from the `{}` walker, not DWARF CFI",
+            leakcheck::__private::unwinder()
+        );
+    }
+}
+
+#[test]
+fn leak_stacks_list_every_caller_on_concurrent_threads() {
+    let threads: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || leak_and_compare(6 + i * 5, 4100 + i as usize)))
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
