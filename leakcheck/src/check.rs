@@ -301,7 +301,7 @@ pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
         .iter()
         .map(|r| (r.addr, r.size))
         .collect();
-    scan::classify_without_stack(&blocks, &transit)
+    scan::classify_without_stack(&blocks, &transit, crate::noise::symbolizer_caches())
         .into_iter()
         .map(|reach| match reach {
             Reach::DefinitelyLost => Kind::Definite,

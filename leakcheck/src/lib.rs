@@ -318,6 +318,7 @@
 
 mod check;
 mod config;
+mod noise;
 mod options;
 mod output;
 #[allow(unsafe_code)]

@@ -88,7 +88,7 @@ pub(crate) fn supported() -> bool {
 /// `Reachable`, as on unsupported platforms.
 #[inline]
 pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]) -> Vec<Reach> {
-    os::classify(blocks, &[], extra_roots, None)
+    os::classify(blocks, &[], extra_roots, &[], None)
 }
 
 /// [`classify`] without the stack: the roots are the statics of every loaded object and this
@@ -98,11 +98,44 @@ pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]
 ///
 /// `transit` are live heap blocks, disjoint from `blocks` and from each other, that get no
 /// verdict: a transit block the roots reach is scanned, and what it points to is reachable.
+/// `excluded` are [start, end) ranges of static memory that are not roots (see
+/// `crate::noise`).
 pub(crate) fn classify_without_stack(
     blocks: &[(usize, usize)],
     transit: &[(usize, usize)],
+    excluded: &[(usize, usize)],
 ) -> Vec<Reach> {
-    os::classify(blocks, transit, &[], Some(NO_STACK))
+    os::classify(blocks, transit, &[], excluded, Some(NO_STACK))
+}
+
+/// The file and load bias of every loaded object (the main program as `/proc/self/exe`), for
+/// reading their symbol tables.
+pub(crate) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
+    os::loaded_object_files()
+}
+
+/// `ranges` (sorted, disjoint) minus `holes`.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn subtract(ranges: &[(usize, usize)], holes: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(ranges.len() + holes.len());
+    for &(start, end) in ranges {
+        let mut pieces = vec![(start, end)];
+        for &(hole_start, hole_end) in holes {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(s, e)| {
+                    [(s, e.min(hole_start)), (s.max(hole_end), e)]
+                        .into_iter()
+                        .filter(|(s, e)| s < e)
+                })
+                .collect();
+        }
+        out.extend(pieces);
+    }
+    out
 }
 
 /// Asks [`os::classify`] to scan no stack frames.
@@ -406,6 +439,7 @@ mod os {
         blocks: &[(usize, usize)],
         transit: &[(usize, usize)],
         extra_roots: &[(usize, usize)],
+        excluded: &[(usize, usize)],
         stack_from: Option<usize>,
     ) -> Vec<Reach> {
         if blocks.is_empty() || !supported() {
@@ -436,6 +470,7 @@ mod os {
             blocks,
             transit,
             extra_roots,
+            excluded,
             stack_from,
         )
     }
@@ -446,6 +481,7 @@ mod os {
         blocks: &[(usize, usize)],
         transit: &[(usize, usize)],
         extra_roots: &[(usize, usize)],
+        excluded: &[(usize, usize)],
         stack_from: Option<usize>,
     ) -> Vec<Reach> {
         // Scanning from an outer frame leaves out this frame, and the registers saved in it:
@@ -481,6 +517,7 @@ mod os {
             }
         }
 
+        let merged = super::subtract(&merged, excluded);
         let mut reader = Reader::new();
         let mut pieces = Vec::new();
         for &(start, end) in &merged {
@@ -582,6 +619,49 @@ mod os {
             );
         }
         ranges
+    }
+
+    pub(super) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
+        let mut files: Vec<(std::path::PathBuf, usize)> = Vec::new();
+        unsafe extern "C" fn each_file(
+            info: *mut libc::dl_phdr_info,
+            _size: usize,
+            data: *mut c_void,
+        ) -> c_int {
+            // SAFETY: `data` is the `Vec` of `loaded_object_files`, not otherwise borrowed
+            // during the iteration; `info` is valid during the call, and `dlpi_name` is a
+            // NUL-terminated string (empty for the main program) or null.
+            let (files, info) = unsafe {
+                (
+                    &mut *data.cast::<Vec<(std::path::PathBuf, usize)>>(),
+                    &*info,
+                )
+            };
+            let name = if info.dlpi_name.is_null() {
+                &[][..]
+            } else {
+                // SAFETY: as above.
+                unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
+            };
+            let path = if name.is_empty() {
+                std::path::PathBuf::from("/proc/self/exe")
+            } else {
+                std::path::PathBuf::from(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
+                )
+            };
+            files.push((path, info.dlpi_addr as usize));
+            0
+        }
+        // SAFETY: `each_file` has the callback's C signature and uses `data` only as the `Vec`
+        // passed here, which outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(each_file),
+                (&mut files as *mut Vec<(std::path::PathBuf, usize)>).cast(),
+            );
+        }
+        files
     }
 
     unsafe extern "C" fn each_object(
@@ -843,10 +923,15 @@ mod os {
         false
     }
 
+    pub(super) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
+        Vec::new()
+    }
+
     pub(super) fn classify(
         blocks: &[(usize, usize)],
         _transit: &[(usize, usize)],
         _extra_roots: &[(usize, usize)],
+        _excluded: &[(usize, usize)],
         _stack_from: Option<usize>,
     ) -> Vec<Reach> {
         vec![Reach::Reachable; blocks.len()]
@@ -873,6 +958,16 @@ mod tests {
         });
         assert!(scanned.iter().all(|&n| n <= 1), "scanned {scanned:?}");
         verdicts
+    }
+
+    #[test]
+    fn subtracting_holes_from_root_ranges() {
+        assert_eq!(
+            subtract(&[(0, 100), (200, 300)], &[(50, 60), (90, 210), (290, 400)]),
+            [(0, 50), (60, 90), (210, 290)]
+        );
+        assert_eq!(subtract(&[(0, 10)], &[]), [(0, 10)]);
+        assert_eq!(subtract(&[(0, 10)], &[(0, 10)]), []);
     }
 
     #[test]
