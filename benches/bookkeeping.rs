@@ -144,15 +144,17 @@ fn report(run: &str) {
     // Every block counts, reachable or not: a leaked `Vec`'s spare capacity holds whatever the
     // memory held before, and a stale address there can make another leak look reachable or
     // indirect (conservative scanning, as in valgrind), which would move the count.
-    let report = leakcheck::Check::new().reachable(leakcheck::Reachable::Fail).run(|| {
-        let t = Instant::now();
-        for _ in 0..100 {
-            for site in SITES {
-                std::mem::forget(site());
+    let report = leakcheck::Check::new()
+        .reachable(leakcheck::Reachable::Fail)
+        .run(|| {
+            let t = Instant::now();
+            for _ in 0..100 {
+                for site in SITES {
+                    std::mem::forget(site());
+                }
             }
-        }
-        body = t.elapsed();
-    });
+            body = t.elapsed();
+        });
     let building = start.elapsed() - body;
     let t = Instant::now();
     let text = report.to_string();
