@@ -309,7 +309,7 @@ impl Report {
                 .collect(),
             stacks: self.unwinder().map(|u| match u {
                 Unwinder::FramePointers => "frame-pointers",
-                Unwinder::Slow | Unwinder::Unknown => "dwarf",
+                Unwinder::CachedCfi | Unwinder::Slow | Unwinder::Unknown => "dwarf",
             }),
         };
         serde_json::to_string(&json).unwrap_or_default()

@@ -185,10 +185,12 @@ pub fn fail_bookkeeping(table: bool, stacks: bool) {
     crate::raw::intern::refuse_new_stacks(stacks);
 }
 
-/// Which stack walker checks use: "frame-pointers", "dwarf" or "uncalibrated".
+/// Which stack walker checks use: "frame-pointers", "dwarf-cached" (DWARF CFI through
+/// leakcheck's cached walker), "dwarf" (libgcc's unwinder) or "uncalibrated".
 pub fn unwinder() -> &'static str {
     match stack::unwinder() {
         stack::Unwinder::FramePointers => "frame-pointers",
+        stack::Unwinder::CachedCfi => "dwarf-cached",
         stack::Unwinder::Slow => "dwarf",
         stack::Unwinder::Unknown => "uncalibrated",
     }

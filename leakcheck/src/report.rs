@@ -794,9 +794,14 @@ impl Report {
                 "note: stacks are off (LEAKCHECK_BACKTRACE=0): set LEAKCHECK_BACKTRACE=1 to see where these were allocated"
             )?,
             Some(Unwinder::FramePointers) => {}
+            Some(Unwinder::CachedCfi) => writeln!(
+                f,
+                "note: stacks came from DWARF unwind tables because frame pointers are missing; \
+                 for ~2x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
+            )?,
             Some(_) => writeln!(
                 f,
-                "note: stacks came from the slow DWARF unwinder because frame pointers are missing; \
+                "note: stacks came from the slow DWARF unwinder (libgcc) because frame pointers are missing; \
                  for ~30x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
             )?,
         }

@@ -125,7 +125,7 @@ fn leak_and_compare(depth: u32, size: usize) {
 #[test]
 fn leak_stacks_list_every_caller() {
     leak_and_compare(24, 4001);
-    if leakcheck::__private::unwinder() != "dwarf" {
+    if leakcheck::__private::unwinder() != "dwarf-cached" {
         eprintln!(
             "note: stacks came from the `{}` walker, not DWARF CFI",
             leakcheck::__private::unwinder()

@@ -12,7 +12,7 @@
 
 use super::intern::MAX_FRAMES;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 // The cached CFI walker: a child of this module (not of `raw`) as nothing else uses it.
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
@@ -26,19 +26,21 @@ pub(crate) enum Unwinder {
     Unknown,
     /// Verified frame-pointer walk.
     FramePointers,
-    /// DWARF CFI (frame pointers missing or unsupported on this target): the cached walker
-    /// where it is verified, else `backtrace`'s unwinder.
+    /// DWARF CFI through the cached walker (frame pointers missing), verified against
+    /// libgcc; a stack it cannot walk goes to libgcc.
+    CachedCfi,
+    /// `backtrace`'s (libgcc's) DWARF unwinder: frame pointers missing and no verified cached
+    /// walker on this target.
     Slow,
 }
 
 static UNWINDER: AtomicU8 = AtomicU8::new(0);
-/// Whether [`calibrate`] saw the cached CFI walker agree with libgcc.
-static CACHED_CFI: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn unwinder() -> Unwinder {
     match UNWINDER.load(Ordering::Relaxed) {
         1 => Unwinder::FramePointers,
         2 => Unwinder::Slow,
+        3 => Unwinder::CachedCfi,
         _ => Unwinder::Unknown,
     }
 }
@@ -53,7 +55,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
                 return n;
             }
         }
-        Unwinder::Slow if CACHED_CFI.load(Ordering::Relaxed) => {
+        Unwinder::CachedCfi => {
             if let Some(n) = walk_cached_cfi(buf) {
                 return n;
             }
@@ -216,18 +218,17 @@ pub(crate) fn calibrate() -> Unwinder {
         .filter(|cached| cached_walk_agrees(cached, slow));
     let verdict = if frame_walks_agree(fast, slow) && starts_in_calibrate(fast, cached) {
         Unwinder::FramePointers
+    } else if cached.is_some() {
+        Unwinder::CachedCfi
     } else {
         Unwinder::Slow
     };
-    CACHED_CFI.store(
-        verdict == Unwinder::Slow && cached.is_some(),
-        Ordering::Relaxed,
-    );
     UNWINDER.store(
-        if verdict == Unwinder::FramePointers {
-            1
-        } else {
-            2
+        match verdict {
+            Unwinder::FramePointers => 1,
+            Unwinder::Slow => 2,
+            Unwinder::CachedCfi => 3,
+            Unwinder::Unknown => 0,
         },
         Ordering::Relaxed,
     );
@@ -348,14 +349,14 @@ mod tests {
     #[test]
     fn calibration_verifies_the_cached_walker() {
         // This package is built without frame pointers unless RUSTFLAGS force them.
-        if calibrate() == Unwinder::Slow
+        if calibrate() != Unwinder::FramePointers
             && cfg!(all(
                 target_os = "linux",
                 target_env = "gnu",
                 target_arch = "x86_64"
             ))
         {
-            assert!(CACHED_CFI.load(Ordering::Relaxed));
+            assert_eq!(unwinder(), Unwinder::CachedCfi);
             let mut buf = [0; MAX_FRAMES];
             assert!(walk_cached_cfi(&mut buf).is_some_and(|n| n > 2));
         }
