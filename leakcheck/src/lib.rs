@@ -33,7 +33,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! Stack capture is about 30 times cheaper with frame pointers. Add to `.cargo/config.toml`:
+//! Stack capture is about twice as cheap with frame pointers. Add to `.cargo/config.toml`:
 //!
 //! ```toml
 //! [build]
@@ -41,7 +41,8 @@
 //! ```
 //!
 //! leakcheck checks at run time that the frame-pointer walk sees the same frames as the DWARF
-//! unwinder and falls back to the unwinder (saying so in reports) when it does not.
+//! unwinder; when it does not, stacks come from the DWARF unwind tables (on x86_64 Linux through
+//! leakcheck's own walker, which caches each return address's rule), and reports say so.
 //!
 //! # The attribute
 //!
@@ -305,8 +306,14 @@
 //!   leaves. A body with side effects that cannot happen twice needs the scan.
 //! - Release builds without debug info show function names but no file:line; add
 //!   `debug = "line-tables-only"` to the profile for line numbers.
-//! - Frame pointers are walked on x86_64 and aarch64 Linux; other targets use the DWARF
-//!   unwinder. Stacks are cut at 64 frames.
+//! - Frame pointers are walked on x86_64 and aarch64 Linux. Without them, x86_64 Linux with
+//!   glibc uses leakcheck's cached DWARF walker (it hands stacks it cannot describe, such as
+//!   signal frames or CFA expressions, to libgcc), and other targets libgcc's unwinder, about
+//!   15 times slower. Stacks are cut at 64 frames.
+//! - The scan leaves out the symbolizers' static caches (`MAPPINGS_CACHE` of `backtrace` and
+//!   std), whose uninitialised slots hold stale addresses; they are found by name in the
+//!   symbol table, so in a stripped binary they stay roots and can, rarely, keep a leak
+//!   "reachable".
 //! - Sessions and `LEAKCHECK_AT_EXIT`: a block that only another thread's stack or a local
 //!   variable points to is labelled lost (stacks are not scanned, as in checks). A huge
 //!   reachable heap (a panic's backtrace loads ~50 MB of debug info) can contain a word that
