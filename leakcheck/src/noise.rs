@@ -6,8 +6,10 @@
 //! the stack of whatever thread symbolized, and addresses of blocks freed since. Read as roots,
 //! those leftovers made real leaks look "still reachable" (the accuracy corpus's `definite::`
 //! group under `cargo test --test-threads=1`: a lost `Rc` cycle's payload in 8-10 runs of 10,
-//! always through a word inside `MAPPINGS_CACHE`). Nothing the user's code owns is ever kept
-//! alive only by a symbolizer's cache, so leaving them out loses no real root.
+//! always through a word inside `MAPPINGS_CACHE`). What only such a cache keeps alive was made
+//! by the symbolizer itself (std's, when a panic prints a backtrace inside a check): without
+//! the cache as a root those blocks look lost, and their stacks excuse them instead
+//! (`symbolize::Excuse::SymbolizerCache`).
 //!
 //! They are found by name in each loaded object's symbol table (`.symtab`), read from its file
 //! once per process. A stripped object has no such table; its caches stay roots.

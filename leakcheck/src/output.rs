@@ -232,6 +232,7 @@ impl Report {
                 reason: match reason {
                     Excuse::Stdio => "stdio",
                     Excuse::OneTimeInit => "one_time_init",
+                    Excuse::SymbolizerCache => "symbolizer_cache",
                 },
                 bytes,
                 allocations,

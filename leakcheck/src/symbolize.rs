@@ -250,6 +250,10 @@ pub(crate) enum Excuse {
     /// Made during one-time initialisation of a lazy static, `OnceLock`, `OnceCell` or
     /// thread-local: it belongs to the static, which outlives every test.
     OneTimeInit,
+    /// Debug info parsed by std's (or the `backtrace` crate's) symbolizer, e.g. for a panic
+    /// message under `RUST_BACKTRACE=1`: it belongs to the symbolizer's static cache, which
+    /// the scan does not read (see `crate::noise`).
+    SymbolizerCache,
 }
 
 pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
@@ -282,10 +286,21 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
     // Thread-locals initialise and destroy in the same files: only the initialising frames
     // excuse a block (a leak in a thread-local's destructor is a leak).
     const TLS_FILES: &[&str] = &["/library/std/src/sys/thread_local/"];
+    const SYMBOLIZER_NAMES: &[&str] = &[
+        "std::backtrace_rs::symbolize::",
+        "std::backtrace::",
+        "backtrace::symbolize::",
+    ];
     let mut found = None;
     for frame in frames {
         let (name, file) = name_and_file(frame);
         let file = file.as_ref();
+        if SYMBOLIZER_NAMES.iter().any(|p| name.starts_with(p))
+            || file.contains("/backtrace/src/symbolize/")
+            || (in_crate(file, "backtrace") && file.contains("/src/symbolize/"))
+        {
+            return Some(Excuse::SymbolizerCache);
+        }
         if STDIO_NAMES.iter().any(|p| name.starts_with(p))
             || STDIO_FILES.iter().any(|p| file.contains(p))
         {
@@ -480,5 +495,12 @@ mod tests {
         assert_eq!(excuse(&lazy), Some(Excuse::OneTimeInit));
         let user = [frame("alloc::vec::Vec<T>::push"), frame("my_crate::f")];
         assert_eq!(excuse(&user), None);
+        let panic_backtrace = [
+            frame("<gimli::read::abbrev::Abbreviations>::insert"),
+            frame("std::backtrace_rs::symbolize::gimli::Cache::with_global"),
+            frame("std::panicking::default_hook"),
+            frame("my_crate::tests::panics"),
+        ];
+        assert_eq!(excuse(&panic_backtrace), Some(Excuse::SymbolizerCache));
     }
 }
