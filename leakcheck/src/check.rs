@@ -207,7 +207,6 @@ impl<'c> Runner<'c> {
             watch.finish()
         });
         let finished = scope.finish();
-        let records = finished.records();
         let _blocked = track::Block::new();
         let growth = (check.repeat > 0).then(|| Growth {
             per_run: live_after
@@ -217,12 +216,22 @@ impl<'c> Runner<'c> {
             sites: growth_sites(&by_stack_before, &by_stack_after),
         });
         let kinds = match without_scan {
-            None => classify(records),
-            Some(_) => vec![Kind::Definite; records.len()],
+            None => classify_settled(finished.records()),
+            Some(_) => vec![Kind::Definite; finished.records().len()],
         };
+        // Blocks the body's threads put into shared structures (std's table of thread stacks,
+        // a global pool) can be freed by other threads while the check ends: only blocks still
+        // live, and still the check's, are its leaks.
+        let (records, kinds): (Vec<Record>, Vec<Kind>) = finished
+            .records()
+            .iter()
+            .zip(kinds)
+            .filter(|(record, kind)| *kind == Kind::Reachable || finished.still_live(record))
+            .map(|(record, kind)| (*record, kind))
+            .unzip();
         let report = Report::build(ReportInput {
             subject,
-            records,
+            records: &records,
             kinds: &kinds,
             stacks,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
@@ -236,7 +245,13 @@ impl<'c> Runner<'c> {
         });
         // What is still reachable may be how a later check's blocks are reached (a cache this
         // body created and a later one fills).
-        finished.settle(|i| kinds[i] == Kind::Reachable);
+        let reachable: std::collections::HashSet<usize> = records
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, kind)| **kind == Kind::Reachable)
+            .map(|(record, _)| record.addr)
+            .collect();
+        finished.settle(|record| reachable.contains(&record.addr));
         report
     }
 }
@@ -292,6 +307,28 @@ fn call_inside<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
 /// reused by a leaked one), and a stale copy makes a real leak look reachable. Where no scan is
 /// possible every block counts as lost: a false alarm can be suppressed, a silent miss cannot
 /// be noticed.
+/// [`classify`], twice when the first scan finds lost blocks: other threads may be rewriting a
+/// shared structure (std's table of thread stacks, say) while the scan reads it, and a block
+/// reachable in either scan is reachable.
+fn classify_settled(records: &[Record]) -> Vec<Kind> {
+    let first = classify(records);
+    if first.iter().all(|&kind| kind == Kind::Reachable) {
+        return first;
+    }
+    std::thread::yield_now();
+    classify(records)
+        .into_iter()
+        .zip(first)
+        .map(|(second, first)| {
+            if first == Kind::Reachable {
+                Kind::Reachable
+            } else {
+                second
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
     if records.is_empty() || !scan::supported() {
         return vec![Kind::Definite; records.len()];

@@ -182,7 +182,14 @@ impl Session {
         let _blocked = track::Block::new();
         let kinds = classify(finished.records());
         let report = self.build(finished.records(), &kinds, reachable);
-        finished.settle(|i| kinds[i] == Kind::Reachable);
+        let reachable: std::collections::HashSet<usize> = finished
+            .records()
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, kind)| **kind == Kind::Reachable)
+            .map(|(record, _)| record.addr)
+            .collect();
+        finished.settle(|record| reachable.contains(&record.addr));
         report
     }
 

@@ -669,12 +669,20 @@ impl Finished {
         &self.records
     }
 
+    /// Whether `record`'s block is still live and still this scope's (not freed since the
+    /// scope was disarmed, by any thread).
+    pub(crate) fn still_live(&self, record: &Record) -> bool {
+        table::lookup(record.addr).is_some_and(|r| r.tag == tag_of(self.id))
+    }
+
     /// Keeps the records for which `retain` is true as [`RETAINED_TAG`] blocks, for later checks
     /// to scan through, and forgets the rest.
-    pub(crate) fn settle(mut self, retain: impl Fn(usize) -> bool) {
+    pub(crate) fn settle(mut self, retain: impl Fn(&Record) -> bool) {
         let _blocked = Block::new();
         self.settled = true;
-        let kept: Vec<usize> = (0..self.records.len()).filter(|&i| retain(i)).collect();
+        let kept: Vec<usize> = (0..self.records.len())
+            .filter(|&i| retain(&self.records[i]))
+            .collect();
         if !kept.is_empty() && !RETAINING.swap(true, Ordering::SeqCst) {
             TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         }
