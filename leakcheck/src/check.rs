@@ -338,7 +338,7 @@ pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
         .iter()
         .map(|r| (r.addr, r.size))
         .collect();
-    scan::classify_without_stack(&blocks, &transit, crate::noise::symbolizer_caches())
+    scan::classify_without_stack(&blocks, &transit, crate::noise::excluded_statics())
         .into_iter()
         .map(|reach| match reach {
             Reach::DefinitelyLost => Kind::Definite,

@@ -1,4 +1,5 @@
-//! Statics that the root scan must not read: the symbolizers' caches.
+//! Statics that the root scan must not read: the symbolizers' caches, and the cached DWARF
+//! walker's gimli context (`raw::stack::scratch_statics`), which fills up the same way.
 //!
 //! The `backtrace` crate (leakcheck's symbolizer) and std's copy of it keep parsed debug info
 //! in a static, `MAPPINGS_CACHE`, whose storage is an inline array of `MaybeUninit` slots.
@@ -19,10 +20,20 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::OnceLock;
 
-/// [start, end) of every symbolizer cache in the objects loaded when first asked.
-pub(crate) fn symbolizer_caches() -> &'static [(usize, usize)] {
+/// [start, end) of every static the scan must not read: the symbolizer caches in the objects
+/// loaded when first asked, and leakcheck's own unwinder scratch (the cached DWARF walker's
+/// gimli context, which holds leftovers of the stacks it unwound in the same way).
+pub(crate) fn excluded_statics() -> &'static [(usize, usize)] {
     static CACHES: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
     CACHES.get_or_init(|| {
+        let mut ranges = crate::raw::stack::scratch_statics();
+        ranges.extend(symbolizer_caches());
+        ranges
+    })
+}
+
+fn symbolizer_caches() -> Vec<(usize, usize)> {
+    {
         crate::raw::scan::loaded_object_files()
             .into_iter()
             .flat_map(|(path, bias)| {
@@ -35,7 +46,7 @@ pub(crate) fn symbolizer_caches() -> &'static [(usize, usize)] {
                     })
             })
             .collect()
-    })
+    }
 }
 
 /// `backtrace::symbolize::gimli::Cache::with_global::MAPPINGS_CACHE` and std's
@@ -167,8 +178,8 @@ mod tests {
             finds_a_named_static_in_this_test_binary as *mut core::ffi::c_void,
             |_| {},
         );
-        let caches = symbolizer_caches();
-        assert!(!caches.is_empty(), "no MAPPINGS_CACHE found");
+        let caches = excluded_statics();
+        assert!(caches.len() >= 2, "no MAPPINGS_CACHE found: {caches:x?}");
         assert!(caches.iter().all(|&(s, e)| s < e));
     }
 }

@@ -187,6 +187,10 @@ fn fork_inside_a_check_while_a_tracked_thread_allocates() {
 #[test]
 fn fork_outside_checks_while_a_checked_thread_allocates() {
     let _serial = serial();
+    // Warm the symbolizer first: under nextest this test has a process of its own, and every
+    // child would otherwise load the debug info again (500 times: minutes on a loaded machine).
+    let warm = check_every_block(|| leak_bytes(37));
+    assert_eq!(warm.leaked_bytes(), 37, "{warm}");
     let stop = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicUsize::new(0));
     let worker = {

@@ -19,6 +19,19 @@ use core::sync::atomic::{AtomicU8, Ordering};
 #[path = "unwind.rs"]
 mod unwind;
 
+/// Static memory of the stack walkers that holds leftovers of other stacks (see
+/// `unwind::scratch`), which the root scan must not read.
+pub(crate) fn scratch_statics() -> Vec<(usize, usize)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+    {
+        vec![unwind::scratch()]
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]
+    {
+        Vec::new()
+    }
+}
+
 /// Which walker captures stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Unwinder {

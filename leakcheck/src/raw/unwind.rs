@@ -311,6 +311,14 @@ static CONTEXT: ContextLock = ContextLock {
     context: UnsafeCell::new(None),
 };
 
+/// Where the gimli context lies, [start, end). Its storage is moved in and out of this static
+/// bitwise, uninitialised slots included, so it holds leftovers of the stacks that unwound
+/// through it (a user's pointers among them): the root scan must not read it.
+pub(crate) fn scratch() -> (usize, usize) {
+    let start = &CONTEXT as *const ContextLock as usize;
+    (start, start + core::mem::size_of::<ContextLock>())
+}
+
 /// How long a miss waits for another thread's miss (each takes a few microseconds) before the
 /// capture falls back to libgcc.
 const LOCK_SPINS: u32 = 1 << 12;
