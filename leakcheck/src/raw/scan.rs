@@ -108,9 +108,16 @@ pub(crate) fn classify_without_stack(
     os::classify(blocks, transit, &[], excluded, Some(NO_STACK))
 }
 
-/// The file and load bias of every loaded object (the main program as `/proc/self/exe`), for
-/// reading their symbol tables.
-pub(crate) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
+/// A loaded object: its file (the main program as `/proc/self/exe`), its load bias, and its
+/// writable segments as [start, end).
+pub(crate) struct LoadedObject {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) bias: usize,
+    pub(crate) writable: Vec<(usize, usize)>,
+}
+
+/// Every loaded object, for reading their symbol tables and excluding their data.
+pub(crate) fn loaded_object_files() -> Vec<LoadedObject> {
     os::loaded_object_files()
 }
 
@@ -621,8 +628,8 @@ mod os {
         ranges
     }
 
-    pub(super) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
-        let mut files: Vec<(std::path::PathBuf, usize)> = Vec::new();
+    pub(super) fn loaded_object_files() -> Vec<super::LoadedObject> {
+        let mut files: Vec<super::LoadedObject> = Vec::new();
         unsafe extern "C" fn each_file(
             info: *mut libc::dl_phdr_info,
             _size: usize,
@@ -631,12 +638,7 @@ mod os {
             // SAFETY: `data` is the `Vec` of `loaded_object_files`, not otherwise borrowed
             // during the iteration; `info` is valid during the call, and `dlpi_name` is a
             // NUL-terminated string (empty for the main program) or null.
-            let (files, info) = unsafe {
-                (
-                    &mut *data.cast::<Vec<(std::path::PathBuf, usize)>>(),
-                    &*info,
-                )
-            };
+            let (files, info) = unsafe { (&mut *data.cast::<Vec<super::LoadedObject>>(), &*info) };
             let name = if info.dlpi_name.is_null() {
                 &[][..]
             } else {
@@ -650,7 +652,27 @@ mod os {
                     <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
                 )
             };
-            files.push((path, info.dlpi_addr as usize));
+            let headers = if info.dlpi_phdr.is_null() {
+                &[][..]
+            } else {
+                // SAFETY: `dlpi_phdr` points to the object's `dlpi_phnum` program headers,
+                // mapped for as long as the object is loaded.
+                unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+            };
+            let bias = info.dlpi_addr as usize;
+            let writable = headers
+                .iter()
+                .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W != 0)
+                .map(|h| {
+                    let start = bias.wrapping_add(h.p_vaddr as usize);
+                    (start, start.saturating_add(h.p_memsz as usize))
+                })
+                .collect();
+            files.push(super::LoadedObject {
+                path,
+                bias,
+                writable,
+            });
             0
         }
         // SAFETY: `each_file` has the callback's C signature and uses `data` only as the `Vec`
@@ -658,7 +680,7 @@ mod os {
         unsafe {
             libc::dl_iterate_phdr(
                 Some(each_file),
-                (&mut files as *mut Vec<(std::path::PathBuf, usize)>).cast(),
+                (&mut files as *mut Vec<super::LoadedObject>).cast(),
             );
         }
         files
@@ -923,7 +945,7 @@ mod os {
         false
     }
 
-    pub(super) fn loaded_object_files() -> Vec<(std::path::PathBuf, usize)> {
+    pub(super) fn loaded_object_files() -> Vec<super::LoadedObject> {
         Vec::new()
     }
 
