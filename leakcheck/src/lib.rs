@@ -313,7 +313,10 @@
 //! - The scan leaves out the symbolizers' static caches (`MAPPINGS_CACHE` of `backtrace` and
 //!   std), whose uninitialised slots hold stale addresses; they are found by name in the
 //!   symbol table, so in a stripped binary they stay roots and can, rarely, keep a leak
-//!   "reachable".
+//!   "reachable". It also leaves out glibc's data segment, where `malloc` keeps stale chunk
+//!   addresses; a Rust block that only a C library's static keeps (an `on_exit` argument)
+//!   therefore counts as lost. The inner allocator's own statics are read like any others:
+//!   one that keeps stale addresses in them (as glibc does) can hide a leak, rarely.
 //! - Sessions and `LEAKCHECK_AT_EXIT`: a block that only another thread's stack or a local
 //!   variable points to is labelled lost (stacks are not scanned, as in checks). A huge
 //!   reachable heap (a panic's backtrace loads ~50 MB of debug info) can contain a word that
