@@ -243,17 +243,21 @@ impl<'c> Runner<'c> {
             rules,
             resources,
         });
-        // What is still reachable may be how a later check's blocks are reached (a cache this
-        // body created and a later one fills).
-        let reachable: std::collections::HashSet<usize> = records
-            .iter()
-            .zip(&kinds)
-            .filter(|(_, kind)| **kind == Kind::Reachable)
-            .map(|(record, _)| record.addr)
-            .collect();
-        finished.settle(|record| reachable.contains(&record.addr));
+        settle(finished, &records, &kinds);
         report
     }
+}
+
+/// Ends a finished scope, keeping its reachable blocks: they may be how a later check's blocks
+/// are reached (a cache this body created and a later one fills).
+pub(crate) fn settle(finished: track::Finished, records: &[Record], kinds: &[Kind]) {
+    let reachable: std::collections::HashSet<usize> = records
+        .iter()
+        .zip(kinds)
+        .filter(|(_, kind)| **kind == Kind::Reachable)
+        .map(|(record, _)| record.addr)
+        .collect();
+    finished.settle(|record| reachable.contains(&record.addr));
 }
 
 /// Why a check judges leftover blocks without the reachability scan.

@@ -180,16 +180,10 @@ impl Session {
         };
         let finished = scope.finish();
         let _blocked = track::Block::new();
-        let kinds = classify(finished.records());
-        let report = self.build(finished.records(), &kinds, reachable);
-        let reachable: std::collections::HashSet<usize> = finished
-            .records()
-            .iter()
-            .zip(&kinds)
-            .filter(|(_, kind)| **kind == Kind::Reachable)
-            .map(|(record, _)| record.addr)
-            .collect();
-        finished.settle(|record| reachable.contains(&record.addr));
+        let records = finished.records().to_vec();
+        let kinds = classify(&records);
+        let report = self.build(&records, &kinds, reachable);
+        crate::check::settle(finished, &records, &kinds);
         report
     }
 
