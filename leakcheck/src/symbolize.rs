@@ -364,9 +364,18 @@ mod tests {
         }
     }
 
+    /// The names of the frames [`user_frames`] keeps of a stack given by function names.
+    fn shown(functions: &[&str]) -> Vec<String> {
+        let frames: Vec<Frame> = functions.iter().copied().map(frame).collect();
+        user_frames(&frames)
+            .into_iter()
+            .map(|f| f.function.unwrap())
+            .collect()
+    }
+
     #[test]
     fn a_test_body_driven_by_tokio_ends_where_the_runtime_begins() {
-        let frames: Vec<Frame> = [
+        let names = shown(&[
             "leakcheck::track::record",
             "alloc::vec::Vec<T,A>::push",
             "my_crate::tests::fetches::{{closure}}",
@@ -376,20 +385,13 @@ mod tests {
             "tokio::runtime::runtime::Runtime::block_on",
             "my_crate::tests::fetches",
             "leakcheck::__private::run_test",
-        ]
-        .into_iter()
-        .map(frame)
-        .collect();
-        let names: Vec<_> = user_frames(&frames)
-            .into_iter()
-            .map(|f| f.function.unwrap())
-            .collect();
+        ]);
         assert_eq!(names, ["my_crate::tests::fetches::{{closure}}"]);
     }
 
     #[test]
     fn trims_machinery_std_and_runner() {
-        let frames: Vec<Frame> = [
+        let names = shown(&[
             "leakcheck::raw::stack::capture",
             "leakcheck::track::record",
             "__rust_alloc",
@@ -402,14 +404,7 @@ mod tests {
             "config::parses_config",
             "test::__rust_begin_short_backtrace",
             "std::thread::Builder::spawn_unchecked_",
-        ]
-        .into_iter()
-        .map(frame)
-        .collect();
-        let names: Vec<_> = user_frames(&frames)
-            .into_iter()
-            .map(|f| f.function.unwrap())
-            .collect();
+        ]);
         assert_eq!(
             names,
             [
