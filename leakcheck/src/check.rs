@@ -251,13 +251,13 @@ impl<'c> Runner<'c> {
 /// Ends a finished scope, keeping its reachable blocks: they may be how a later check's blocks
 /// are reached (a cache this body created and a later one fills).
 pub(crate) fn settle(finished: track::Finished, records: &[Record], kinds: &[Kind]) {
-    let reachable: std::collections::HashSet<usize> = records
-        .iter()
-        .zip(kinds)
-        .filter(|(_, kind)| **kind == Kind::Reachable)
-        .map(|(record, _)| record.addr)
-        .collect();
-    finished.settle(|record| reachable.contains(&record.addr));
+    finished.settle(
+        records
+            .iter()
+            .zip(kinds)
+            .filter(|(_, kind)| **kind == Kind::Reachable)
+            .map(|(record, _)| record.addr),
+    );
 }
 
 /// Why a check judges leftover blocks without the reachability scan.

@@ -675,20 +675,18 @@ impl Finished {
         table::lookup(record.addr).is_some_and(|r| r.tag == tag_of(self.id))
     }
 
-    /// Keeps the records for which `retain` is true as [`RETAINED_TAG`] blocks, for later checks
-    /// to scan through, and forgets the rest.
-    pub(crate) fn settle(mut self, retain: impl Fn(&Record) -> bool) {
+    /// Keeps the blocks at `addresses` (of this scope's) as [`RETAINED_TAG`] blocks, for later
+    /// checks to scan through, and forgets the rest.
+    pub(crate) fn settle(mut self, addresses: impl IntoIterator<Item = usize>) {
         let _blocked = Block::new();
         self.settled = true;
-        let kept: Vec<usize> = (0..self.records.len())
-            .filter(|&i| retain(&self.records[i]))
-            .collect();
-        if !kept.is_empty() && !RETAINING.swap(true, Ordering::SeqCst) {
+        let mut addresses = addresses.into_iter().peekable();
+        if addresses.peek().is_some() && !RETAINING.swap(true, Ordering::SeqCst) {
             TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         }
-        for i in kept {
+        for addr in addresses {
             // A block freed since the copy has no record left to retag: nothing to keep.
-            table::retag(self.records[i].addr, tag_of(self.id), RETAINED_TAG);
+            table::retag(addr, tag_of(self.id), RETAINED_TAG);
         }
         drain_and_release(self.id);
     }
