@@ -181,6 +181,20 @@ pub(crate) fn allocated(size: usize) {
     }
 }
 
+/// Counts an allocation if this thread has its slot (the common case); false if it has none,
+/// and nothing was counted.
+#[inline(always)]
+pub(crate) fn counted_allocation(size: usize) -> bool {
+    match my_slot() {
+        Some(slot) => {
+            bump(&slot.counts[ALLOCATIONS], 1);
+            bump(&slot.counts[BYTES_ALLOCATED], size as u64);
+            true
+        }
+        None => false,
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn allocated_slow(size: usize) {

@@ -93,20 +93,66 @@ pub(crate) struct ScopeStats {
     pub(crate) watched_stack: u32,
 }
 
-#[derive(Clone, Copy)]
-struct ThreadState {
-    /// The scope this thread's allocations belong to, 0 for none.
-    scope: u32,
-    /// Non-zero while this thread must not track: inside leakcheck's own bookkeeping, while a
-    /// report is built, inside `ignore`.
-    blocked: u32,
-    /// The scope came from the thread that created this one; it may end while this thread
-    /// runs, so it is checked against the active scopes before each record.
-    inherited: bool,
+/// What a thread's allocations do, packed in one word so that the hot path tests it once: the
+/// scope they belong to (bits 0..32, 0 for none), how many blocks are in force (bits 32..48:
+/// non-zero inside leakcheck's own bookkeeping, while a report is built, inside `ignore`), and
+/// whether the scope came from the thread that created this one (bit 48; such a scope may end
+/// while this thread runs, so it is checked against the active scopes before each record).
+/// Zero means idle: the common case costs one compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ThreadState(u64);
+
+impl ThreadState {
+    const IDLE: ThreadState = ThreadState(0);
+    const BLOCK: u64 = 1 << 32;
+    const BLOCKS: u64 = 0xffff << 32;
+    const INHERITED: u64 = 1 << 48;
+
+    fn own(scope: u32) -> ThreadState {
+        ThreadState(scope as u64)
+    }
+
+    fn inherited(scope: u32) -> ThreadState {
+        ThreadState(scope as u64 | Self::INHERITED)
+    }
+
+    fn blocked_idle() -> ThreadState {
+        ThreadState(Self::BLOCK)
+    }
+
+    fn scope(self) -> u32 {
+        self.0 as u32
+    }
+
+    fn is_blocked(self) -> bool {
+        self.0 & Self::BLOCKS != 0
+    }
+
+    /// Recording into its own scope, not blocked: the scope id is the whole word.
+    fn records_own(self) -> bool {
+        self.0 >> 32 == 0 && self.0 != 0
+    }
+
+    /// Another block in force (saturating: 65,535 nested blocks stay blocked).
+    fn with_block(self) -> ThreadState {
+        if self.0 & Self::BLOCKS == Self::BLOCKS {
+            self
+        } else {
+            ThreadState(self.0 + Self::BLOCK)
+        }
+    }
+
+    fn without_block(self) -> ThreadState {
+        if self.is_blocked() {
+            ThreadState(self.0 - Self::BLOCK)
+        } else {
+            self
+        }
+    }
 }
 
 thread_local! {
-    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState { scope: 0, blocked: 0, inherited: false }) };
+    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState::IDLE) };
     /// 0 unknown, 1 the process's main thread, 2 any other thread.
     static ROLE: Cell<u8> = const { Cell::new(0) };
 }
@@ -127,23 +173,35 @@ static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 static STACKLESS: AtomicU64 = AtomicU64::new(0);
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
+/// A block was allocated. The idle path (no check on this thread, none process-wide, the
+/// thread's statistics slot taken) is a thread-local word compared with zero, one relaxed load
+/// and two counter bumps; everything else is one call out of line, so that the allocator's
+/// `alloc` stays small enough to inline into its callers.
 #[inline]
 pub(crate) fn allocated(addr: usize, size: usize) {
-    crate::stats::allocated(size); // leakcheck::stats() (issue 5)
-    let Ok(state) = THREAD.try_with(Cell::get) else {
-        return;
-    };
-    if state.blocked != 0 {
-        return;
+    let state = THREAD
+        .try_with(Cell::get)
+        .unwrap_or(ThreadState::blocked_idle());
+    let idle = state == ThreadState::IDLE && PROCESS_SCOPE.load(Ordering::Relaxed) == 0;
+    if !(idle && crate::stats::counted_allocation(size)) {
+        allocated_out_of_line(addr, size);
     }
-    if state.scope != 0 {
-        if state.inherited {
-            record_inherited(addr, size, state.scope);
-        } else {
-            record(addr, size, state.scope);
+}
+
+#[inline(never)]
+fn allocated_out_of_line(addr: usize, size: usize) {
+    crate::stats::allocated(size); // leakcheck::stats() (issue 5)
+    let state = THREAD
+        .try_with(Cell::get)
+        .unwrap_or(ThreadState::blocked_idle());
+    if state == ThreadState::IDLE {
+        if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
+            record_process_wide(addr, size);
         }
-    } else if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
-        record_process_wide(addr, size);
+    } else if state.records_own() {
+        record(addr, size, state.scope());
+    } else if !state.is_blocked() && state.scope() != 0 {
+        record_inherited(addr, size, state.scope());
     }
 }
 
@@ -254,13 +312,7 @@ fn record_inherited(addr: usize, size: usize, scope: u32) {
         }
     } else {
         // The check that started this thread is over: stop tracking here for good.
-        let _ = THREAD.try_with(|t| {
-            t.set(ThreadState {
-                scope: 0,
-                blocked: 0,
-                inherited: false,
-            })
-        });
+        let _ = THREAD.try_with(|t| t.set(ThreadState::IDLE));
     }
 }
 
@@ -272,8 +324,8 @@ fn is_active(scope: u32) -> bool {
 /// inheritable check and not blocked.
 pub(crate) fn inheritable_scope() -> u32 {
     match THREAD.try_with(Cell::get) {
-        Ok(state) if state.blocked == 0 && state.scope != 0 && is_active(state.scope) => {
-            state.scope
+        Ok(state) if !state.is_blocked() && state.scope() != 0 && is_active(state.scope()) => {
+            state.scope()
         }
         _ => 0,
     }
@@ -283,18 +335,12 @@ pub(crate) fn inheritable_scope() -> u32 {
 /// process-wide scope would otherwise record the new thread.
 pub(crate) fn new_threads_start_ignored() -> bool {
     PROCESS_SCOPE.load(Ordering::Relaxed) != 0
-        && THREAD.try_with(Cell::get).is_ok_and(|s| s.blocked != 0)
+        && THREAD.try_with(Cell::get).is_ok_and(|s| s.is_blocked())
 }
 
 /// Called first thing on a thread created inside `ignore`.
 pub(crate) fn start_ignored() {
-    let _ = THREAD.try_with(|t| {
-        t.set(ThreadState {
-            scope: 0,
-            blocked: 1,
-            inherited: false,
-        })
-    });
+    let _ = THREAD.try_with(|t| t.set(ThreadState::blocked_idle()));
 }
 
 /// A thread is about to start inside `scope`; false if the scope is gone.
@@ -321,20 +367,15 @@ pub(crate) fn inherited_thread_exited(scope: u32) {
 /// Called first thing on a thread created inside a check.
 pub(crate) fn inherit(scope: u32) {
     if is_active(scope) {
-        let _ = THREAD.try_with(|t| {
-            t.set(ThreadState {
-                scope,
-                blocked: 0,
-                inherited: true,
-            })
-        });
+        let _ = THREAD.try_with(|t| t.set(ThreadState::inherited(scope)));
     }
 }
 
 #[inline(never)]
 fn record(addr: usize, size: usize, scope: u32) {
-    let _blocked = Block::new();
     let stack = if scope & STACKS_BIT != 0 {
+        // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
+        let _blocked = Block::new();
         let mut frames = [0usize; MAX_FRAMES];
         let len = stack::capture(&mut frames);
         let id = intern::intern(&frames[..len]);
@@ -401,22 +442,14 @@ pub(crate) struct Block(core::marker::PhantomData<*const ()>);
 
 impl Block {
     pub(crate) fn new() -> Block {
-        let _ = THREAD.try_with(|t| {
-            let mut s = t.get();
-            s.blocked += 1;
-            t.set(s);
-        });
+        let _ = THREAD.try_with(|t| t.set(t.get().with_block()));
         Block(core::marker::PhantomData)
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        let _ = THREAD.try_with(|t| {
-            let mut s = t.get();
-            s.blocked -= 1;
-            t.set(s);
-        });
+        let _ = THREAD.try_with(|t| t.set(t.get().without_block()));
     }
 }
 
@@ -508,18 +541,10 @@ impl Scope {
         let previous = THREAD
             .try_with(|t| {
                 let previous = t.get();
-                t.set(ThreadState {
-                    scope: self.id,
-                    blocked: 0,
-                    inherited: false,
-                });
+                t.set(ThreadState::own(self.id));
                 previous
             })
-            .unwrap_or(ThreadState {
-                scope: 0,
-                blocked: 0,
-                inherited: false,
-            });
+            .unwrap_or(ThreadState::IDLE);
         Entered {
             previous,
             _not_send: core::marker::PhantomData,
@@ -731,4 +756,41 @@ pub(crate) fn untracked_so_far() -> u64 {
 /// Blocks recorded without a stack so far because the stack store was full, process-wide.
 pub(crate) fn stackless_so_far() -> u64 {
     STACKLESS.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadState;
+
+    #[test]
+    fn idle_is_the_only_zero_state_and_blocks_nest() {
+        let own = ThreadState::own(0x2a5);
+        assert!(own.records_own() && !own.is_blocked() && own.scope() == 0x2a5);
+        assert!(!ThreadState::IDLE.records_own());
+
+        let blocked = own.with_block().with_block();
+        assert!(blocked.is_blocked() && !blocked.records_own());
+        assert_eq!(blocked.scope(), 0x2a5);
+        assert!(blocked.without_block().is_blocked());
+        assert_eq!(blocked.without_block().without_block(), own);
+        assert_eq!(ThreadState::IDLE.without_block(), ThreadState::IDLE);
+
+        let inherited = ThreadState::inherited(u32::MAX - 2);
+        assert!(!inherited.records_own() && !inherited.is_blocked());
+        assert_eq!(inherited.scope(), u32::MAX - 2);
+        assert!(inherited.with_block().is_blocked());
+        assert_eq!(inherited.with_block().without_block(), inherited);
+        assert_ne!(ThreadState::blocked_idle(), ThreadState::IDLE);
+    }
+
+    #[test]
+    fn blocks_saturate_instead_of_spilling_into_the_inherited_bit() {
+        let mut state = ThreadState::own(7);
+        for _ in 0..70_000 {
+            state = state.with_block();
+        }
+        assert!(state.is_blocked());
+        assert_eq!(state.scope(), 7);
+        assert_eq!(state.0 & ThreadState::INHERITED, 0);
+    }
 }
