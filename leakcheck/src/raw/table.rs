@@ -7,7 +7,8 @@
 //! tombstones to pile up over a long test run. Slot arrays come straight from `System`, never
 //! from the global allocator, so the table cannot re-enter leakcheck.
 
-use super::spin::SpinLock;
+use super::spin::{SpinGuard, SpinLock};
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// One tracked live block.
@@ -96,24 +97,54 @@ struct Slots {
 unsafe impl Send for Slots {}
 
 #[repr(align(64))]
-struct Shard(SpinLock<Slots>);
+struct Shard {
+    slots: SpinLock<Slots>,
+    /// Whether `slots` holds any record, readable without the lock: a free of a block that no
+    /// shard can hold (the common case outside checks, once some check has retained a lazy
+    /// static's blocks and frees must look) costs a load instead of a locked lookup. Written
+    /// under the lock. A tracked block's record is stored before its allocation returns, so
+    /// every thread that can free the block sees `true` here.
+    has_records: AtomicBool,
+}
+
+impl Shard {
+    fn lock(&self) -> SpinGuard<'_, Slots> {
+        self.slots.lock()
+    }
+
+    /// Locks the shard if it holds records.
+    fn lock_if_used(&self) -> Option<SpinGuard<'_, Slots>> {
+        self.has_records
+            .load(Ordering::Relaxed)
+            .then(|| self.slots.lock())
+    }
+
+    /// Publishes whether the shard, locked by `slots`, holds records.
+    fn note_len(&self, slots: &Slots) {
+        self.has_records.store(slots.len != 0, Ordering::Relaxed);
+    }
+}
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
-    Shard(SpinLock::new(Slots {
-        ptr: core::ptr::null_mut(),
-        capacity: 0,
-        len: 0,
-    }))
+    Shard {
+        slots: SpinLock::new(Slots {
+            ptr: core::ptr::null_mut(),
+            capacity: 0,
+            len: 0,
+        }),
+        has_records: AtomicBool::new(false),
+    }
 }; SHARDS];
 
 /// Fault injection for tests: while set, no shard grows, as if `System` were out of memory.
-static REFUSE_GROWTH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static REFUSE_GROWTH: AtomicBool = AtomicBool::new(false);
 
 /// See [`REFUSE_GROWTH`].
 pub(crate) fn refuse_growth(refuse: bool) {
-    REFUSE_GROWTH.store(refuse, core::sync::atomic::Ordering::Relaxed);
+    REFUSE_GROWTH.store(refuse, Ordering::Relaxed);
 }
 
+#[inline]
 fn mix(addr: usize) -> u64 {
     let mut x = addr as u64;
     x ^= x >> 31;
@@ -135,13 +166,14 @@ const GROUP_BITS: u32 = 6;
 /// per operation: its top [`GROUP_BITS`] bits pick the shard within the region's group, its low
 /// bits the home slot (independent bits, so a shard's records still spread over its slots).
 /// Consecutive regions are spread over the groups by a multiplication (Fibonacci hashing).
-fn locate(addr: usize) -> (&'static SpinLock<Slots>, u64) {
+#[inline]
+fn locate(addr: usize) -> (&'static Shard, u64) {
     let hash = mix(addr);
     let region = (addr >> REGION_BITS) as u64;
     let group = region.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - (SHARD_BITS - GROUP_BITS));
     let member = hash >> (64 - GROUP_BITS);
     (
-        &SHARD_TABLE[((group << GROUP_BITS) | member) as usize].0,
+        &SHARD_TABLE[((group << GROUP_BITS) | member) as usize],
         hash,
     )
 }
@@ -216,7 +248,7 @@ impl Slots {
     /// Moves the records into a new array of `capacity` slots (0 frees the array). Returns
     /// false, leaving the table unchanged, if `System` has no memory for it.
     fn resize(&mut self, capacity: usize) -> bool {
-        if capacity > self.capacity && REFUSE_GROWTH.load(core::sync::atomic::Ordering::Relaxed) {
+        if capacity > self.capacity && REFUSE_GROWTH.load(Ordering::Relaxed) {
             return false;
         }
         let old = Slots {
@@ -298,37 +330,52 @@ pub(crate) fn insert(record: Record) -> bool {
         return false;
     };
     let (shard, hash) = locate(record.addr);
-    let mut shard = shard.lock();
-    if shard.is_full() {
-        let capacity = (shard.capacity * 2).max(MIN_CAPACITY);
-        if !shard.resize(capacity) {
+    let mut slots = shard.lock();
+    if slots.is_full() {
+        let capacity = (slots.capacity * 2).max(MIN_CAPACITY);
+        if !slots.resize(capacity) {
             return false;
         }
     }
-    shard.put(packed, hash);
+    slots.put(packed, hash);
+    shard.note_len(&slots);
     true
 }
 
-/// Removes and returns the record of a block, if it is tracked.
+/// Removes and returns the record of a block, if it is tracked. A block whose shard holds no
+/// records costs a hash and a load.
 pub(crate) fn remove(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
-    let mut shard = shard.lock();
-    let i = shard.find(addr, hash)?;
+    if shard.has_records.load(Ordering::Relaxed) {
+        remove_from(shard, addr, hash)
+    } else {
+        None
+    }
+}
+
+#[inline]
+fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Option<Record> {
+    let mut slots = shard.lock();
+    let i = slots.find(addr, hash)?;
     // An emptied shard keeps its array: with ~1 live block per shard, freeing it here and
     // allocating it again on the next insert was half the cost of a tracked alloc+free.
     // Draining a scope frees empty arrays.
-    Some(shard.remove_at(i).unpack())
+    let removed = slots.remove_at(i).unpack();
+    shard.note_len(&slots);
+    Some(removed)
 }
 
 /// Moves a block's record from tag `from` to tag `to`; false if it has no record under `from`
 /// (it was freed, or its address now belongs to another block).
 pub(crate) fn retag(addr: usize, from: u8, to: u8) -> bool {
     let (shard, hash) = locate(addr);
-    let mut shard = shard.lock();
-    let Some(i) = shard.find(addr, hash) else {
+    let Some(mut slots) = shard.lock_if_used() else {
         return false;
     };
-    let record = &mut shard.slots_mut()[i];
+    let Some(i) = slots.find(addr, hash) else {
+        return false;
+    };
+    let record = &mut slots.slots_mut()[i];
     if record.tag() != from {
         return false;
     }
@@ -339,8 +386,8 @@ pub(crate) fn retag(addr: usize, from: u8, to: u8) -> bool {
 /// Whether a block is tracked (and under which scope).
 pub(crate) fn lookup(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
-    let shard = shard.lock();
-    shard.find(addr, hash).map(|i| shard.slots()[i].unpack())
+    let slots = shard.lock_if_used()?;
+    slots.find(addr, hash).map(|i| slots.slots()[i].unpack())
 }
 
 /// How many live records carry `tag`.
@@ -349,7 +396,6 @@ pub(crate) fn count_tag(tag: u8) -> usize {
         .iter()
         .map(|shard| {
             shard
-                .0
                 .lock()
                 .slots()
                 .iter()
@@ -366,8 +412,8 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
     if !drain {
         let mut complete = true;
         for shard in &SHARD_TABLE {
-            let shard = shard.0.lock();
-            for record in shard
+            let slots = shard.lock();
+            for record in slots
                 .slots()
                 .iter()
                 .filter(|r| r.addr() != 0 && r.tag() == tag)
@@ -387,27 +433,28 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
 fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
-        let mut shard = shard.0.lock();
+        let mut slots = shard.lock();
         let mut i = 0;
-        while i < shard.capacity {
-            let record = shard.slots()[i];
+        while i < slots.capacity {
+            let record = slots.slots()[i];
             if record.addr() != 0 && record.tag() == tag {
                 if out.len() == out.capacity() {
                     complete = false;
                     break;
                 }
-                out.push(shard.remove_at(i).unpack());
+                out.push(slots.remove_at(i).unpack());
                 // Backward shifting may have moved a later record into slot `i`: look again.
                 continue;
             }
             i += 1;
         }
-        if shard.len == 0 {
-            shard.resize(0);
-        } else if shard.capacity > MIN_CAPACITY * 4 && shard.len * 8 < shard.capacity {
-            let capacity = (shard.len * 2).next_power_of_two().max(MIN_CAPACITY);
-            shard.resize(capacity);
+        if slots.len == 0 {
+            slots.resize(0);
+        } else if slots.capacity > MIN_CAPACITY * 4 && slots.len * 8 < slots.capacity {
+            let capacity = (slots.len * 2).next_power_of_two().max(MIN_CAPACITY);
+            slots.resize(capacity);
         }
+        shard.note_len(&slots);
     }
     complete
 }
@@ -415,10 +462,10 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
 /// Bytes of bookkeeping currently held by the table (slot arrays), for the benchmarks.
 pub(crate) fn footprint() -> (usize, usize) {
     SHARD_TABLE.iter().fold((0, 0), |(bytes, live), shard| {
-        let shard = shard.0.lock();
+        let slots = shard.lock();
         (
-            bytes + shard.capacity * core::mem::size_of::<Packed>(),
-            live + shard.len,
+            bytes + slots.capacity * core::mem::size_of::<Packed>(),
+            live + slots.len,
         )
     })
 }
@@ -431,13 +478,15 @@ pub(crate) fn footprint() -> (usize, usize) {
 /// before it returns from `fork`, single-threaded; it does not allocate.
 pub(crate) fn recover_after_fork() {
     for shard in &SHARD_TABLE {
-        if shard.0.is_locked() {
-            shard.0.force_unlock();
-            *shard.0.lock() = Slots {
+        if shard.slots.is_locked() {
+            shard.slots.force_unlock();
+            let mut slots = shard.lock();
+            *slots = Slots {
                 ptr: core::ptr::null_mut(),
                 capacity: 0,
                 len: 0,
             };
+            shard.note_len(&slots);
         }
     }
 }
