@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::options::Check;
 use crate::raw::scan::{self, Reach};
-use crate::raw::stack::{self, Unwinder};
+use crate::raw::stack::{self, CaptureLimit, Unwinder};
 use crate::raw::table::Record;
 use crate::report::{Growth, Kind, Report, ReportInput};
 use crate::resources::Watch;
@@ -299,6 +299,9 @@ impl NoScan {
 
 #[inline(never)]
 fn call_inside<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
+    // Stacks captured in the body end at this frame: what lies above is the runner's.
+    let marker = 0u8;
+    let _below = CaptureLimit::below(std::hint::black_box(&marker));
     let _inside = scope.enter();
     body()
 }

@@ -6,7 +6,6 @@
 //! is shared, never bounced. Nothing here takes a lock that allocates, panics or formats.
 #![forbid(unsafe_code)]
 
-use crate::raw::intern::{self, MAX_FRAMES};
 use crate::raw::stack;
 use crate::raw::table::{self, Record};
 use core::cell::Cell;
@@ -376,9 +375,7 @@ fn record(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
         let _blocked = Block::new();
-        let mut frames = [0usize; MAX_FRAMES];
-        let len = stack::capture(&mut frames);
-        let id = intern::intern(&frames[..len]);
+        let id = stack::capture_interned();
         if id == 0 {
             STACKLESS.fetch_add(1, Ordering::Relaxed);
         }

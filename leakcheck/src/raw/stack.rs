@@ -10,8 +10,8 @@
 //! [`calibrate`] has seen it agree with libgcc too, and libgcc walks every stack the cached walk
 //! gives up on (and every stack on other targets).
 
-use super::intern::MAX_FRAMES;
-use core::cell::Cell;
+use super::intern::{self, MAX_FRAMES};
+use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 // The cached CFI walker: a child of this module (not of `raw`) as nothing else uses it.
@@ -58,18 +58,85 @@ pub(crate) fn unwinder() -> Unwinder {
     }
 }
 
-/// Captures the current stack into `buf`, innermost frame first; returns how many frames.
+thread_local! {
+    /// Where this thread's captures go: a fresh buffer would be 512 bytes zeroed per tracked
+    /// allocation. Holds return addresses only, never heap addresses, so it cannot make a
+    /// block look reachable to the root scan.
+    static FRAMES: RefCell<[usize; MAX_FRAMES]> = const { RefCell::new([0; MAX_FRAMES]) };
+}
+
+thread_local! {
+    /// Captures on this thread stop below this address (0: no limit); see [`CaptureLimit`].
+    static LIMIT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// While alive, stacks captured on this thread end at the frame that holds `marker` (a local
+/// of the function that runs a check's body): the frames above it are the runner's, the same
+/// for every allocation of the check and never shown in a report (the report's frames end at
+/// the test body), yet a third of each walk and of the interner's hashing under libtest.
+/// Every frame the body makes lies below `marker`, and so does the return address into the
+/// marker's function (the body's own code when it is inlined there).
+pub(crate) struct CaptureLimit {
+    previous: usize,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl CaptureLimit {
+    pub(crate) fn below(marker: &u8) -> CaptureLimit {
+        let limit = marker as *const u8 as usize;
+        let previous = LIMIT.try_with(|l| l.replace(limit)).unwrap_or(0);
+        CaptureLimit {
+            previous,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for CaptureLimit {
+    fn drop(&mut self) {
+        let _ = LIMIT.try_with(|l| l.set(self.previous));
+    }
+}
+
+fn capture_limit() -> usize {
+    match LIMIT.try_with(Cell::get) {
+        Ok(0) | Err(_) => usize::MAX,
+        Ok(limit) => limit,
+    }
+}
+
+/// Captures the current stack and interns it; returns its id (0 when the stack store is full).
+pub(crate) fn capture_interned() -> u32 {
+    let on_scratch = FRAMES.try_with(|frames| {
+        // Busy only if a capture re-entered this one (tracking is blocked while capturing, so
+        // it should not happen): then a fresh buffer below.
+        let mut frames = frames.try_borrow_mut().ok()?;
+        let len = capture(&mut frames);
+        Some(intern::intern(&frames[..len]))
+    });
+    if let Ok(Some(id)) = on_scratch {
+        return id;
+    }
+    let mut frames = [0usize; MAX_FRAMES];
+    let len = capture(&mut frames);
+    intern::intern(&frames[..len])
+}
+
+/// Captures the current stack into `buf`, innermost frame first, up to this thread's
+/// [`CaptureLimit`]; returns how many frames. The slow walker ignores the limit (its frames
+/// above it are trimmed from reports like any runner frame).
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
+    let limit = capture_limit();
     match unwinder() {
         Unwinder::FramePointers => {
-            let n = walk_frame_pointers(buf);
+            let n = walk_frame_pointers(buf, limit);
             if n > 0 {
                 return n;
             }
         }
         Unwinder::CachedCfi => {
-            if let Some(n) = walk_cached_cfi(buf) {
+            if let Some(n) = walk_cached_cfi(buf, limit) {
                 return n;
             }
         }
@@ -151,26 +218,37 @@ mod frame_pointers {
     }
 
     /// Follows the chain of saved frame pointers; every read is checked to lie inside this
-    /// thread's stack, so a broken chain ends the walk instead of faulting.
+    /// thread's stack, so a broken chain ends the walk instead of faulting. Frame records at
+    /// or above `limit` are not read (see `CaptureLimit`).
     #[inline(never)]
-    pub(crate) fn walk_frame_pointers(buf: &mut [usize; MAX_FRAMES]) -> usize {
+    pub(crate) fn walk_frame_pointers(buf: &mut [usize; MAX_FRAMES], limit: usize) -> usize {
         let (low, high) = stack_bounds();
-        let mut fp = current_frame_pointer();
+        let high = high.min(limit);
         let word = core::mem::size_of::<usize>();
+        // The last address at which a whole frame record [saved fp, return address] fits.
+        let Some(last) = high.checked_sub(2 * word) else {
+            return 0;
+        };
+        let mut fp = current_frame_pointer();
+        if fp < low {
+            return 0;
+        }
         let mut n = 0;
-        while n < MAX_FRAMES {
-            if fp < low || !fp.is_multiple_of(word) || fp.saturating_add(2 * word) > high {
+        // Each `fp` is at least `low`: the first was checked, and every next one is strictly
+        // above the one before (frames grow downwards: a caller's record is above its
+        // callee's), so one comparison with `last` bounds it on both sides.
+        for slot in buf.iter_mut() {
+            if fp > last || !fp.is_multiple_of(word) {
                 break;
             }
-            // SAFETY: `fp` and `fp + word` lie within this thread's mapped stack (checked
-            // above) and are word-aligned; a frame record is [saved fp, return address].
+            // SAFETY: `fp` and `fp + word` lie within this thread's mapped stack, [low, high)
+            // (checked above), and are word-aligned.
             let (next, ret) = unsafe { (*(fp as *const usize), *((fp + word) as *const usize)) };
             if ret == 0 {
                 break;
             }
-            buf[n] = ret;
+            *slot = ret;
             n += 1;
-            // Frames grow downwards: a caller's record is strictly above its callee's.
             if next <= fp {
                 break;
             }
@@ -187,7 +265,7 @@ mod frame_pointers {
 mod frame_pointers {
     use super::*;
 
-    pub(crate) fn walk_frame_pointers(_buf: &mut [usize; MAX_FRAMES]) -> usize {
+    pub(crate) fn walk_frame_pointers(_buf: &mut [usize; MAX_FRAMES], _limit: usize) -> usize {
         0
     }
 }
@@ -198,13 +276,13 @@ use frame_pointers::walk_frame_pointers;
 /// `None` where it gives up or does not exist.
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 #[inline(always)]
-fn walk_cached_cfi(buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
-    unwind::walk(buf, frame_pointers::stack_bounds())
+fn walk_cached_cfi(buf: &mut [usize; MAX_FRAMES], limit: usize) -> Option<usize> {
+    unwind::walk(buf, frame_pointers::stack_bounds(), limit)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]
 #[inline(always)]
-fn walk_cached_cfi(_buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
+fn walk_cached_cfi(_buf: &mut [usize; MAX_FRAMES], _limit: usize) -> Option<usize> {
     None
 }
 
@@ -219,11 +297,11 @@ pub(crate) fn calibrate() -> Unwinder {
         return current;
     }
     let mut fast = [0usize; MAX_FRAMES];
-    let fast_len = walk_frame_pointers(&mut fast);
+    let fast_len = walk_frame_pointers(&mut fast, usize::MAX);
     let mut slow = [0usize; MAX_FRAMES];
     let slow_len = walk_slow(&mut slow);
     let mut cached = [0usize; MAX_FRAMES];
-    let cached_len = walk_cached_cfi(&mut cached);
+    let cached_len = walk_cached_cfi(&mut cached, usize::MAX);
     let (fast, slow) = (&fast[..fast_len], &slow[..slow_len]);
     // The cached CFI walker must list exactly libgcc's callers.
     let cached = cached_len
@@ -371,8 +449,72 @@ mod tests {
         {
             assert_eq!(unwinder(), Unwinder::CachedCfi);
             let mut buf = [0; MAX_FRAMES];
-            assert!(walk_cached_cfi(&mut buf).is_some_and(|n| n > 2));
+            assert!(walk_cached_cfi(&mut buf, usize::MAX).is_some_and(|n| n > 2));
         }
+    }
+
+    /// The walk this build trusts (frame pointers if every frame keeps one, else the cached
+    /// CFI walk), from the caller, up to the thread's limit; `None` where neither applies.
+    #[inline(never)]
+    fn walk_to_limit() -> Option<Vec<usize>> {
+        let mut buf = [0; MAX_FRAMES];
+        let n = match calibrate() {
+            Unwinder::FramePointers => walk_frame_pointers(&mut buf, capture_limit()),
+            Unwinder::CachedCfi => {
+                (0..100).find_map(|_| walk_cached_cfi(&mut buf, capture_limit()))?
+            }
+            Unwinder::Slow | Unwinder::Unknown => return None,
+        };
+        Some(buf[..n].to_vec())
+    }
+
+    #[inline(never)]
+    fn nest(depth: u32, leaf: &mut dyn FnMut()) {
+        if depth == 0 {
+            leaf();
+        } else {
+            nest(depth - 1, leaf);
+        }
+        std::hint::black_box(depth);
+    }
+
+    #[test]
+    fn captures_end_at_the_frame_that_set_the_limit() {
+        let marker = 0u8;
+        let mut limit = Some(CaptureLimit::below(std::hint::black_box(&marker)));
+        let (mut limited, mut full) = (None, None);
+        nest(5, &mut || {
+            limited = walk_to_limit();
+            drop(limit.take());
+            full = walk_to_limit();
+        });
+        let (Some(limited), Some(full)) = (limited, full) else {
+            eprintln!("note: no walker that honours limits on this target");
+            return;
+        };
+        // Both walks go through the same callers (after the walker's own frame, the closure's
+        // two call sites differ).
+        assert!(limited.len() < full.len(), "{limited:x?} vs {full:x?}");
+        assert_eq!(limited[2..], full[2..limited.len()]);
+        // The last frame kept is the return address into this test (the closure's caller
+        // chain ends at `nest`'s outermost call, made from here); nothing above it.
+        let last = *limited.last().unwrap();
+        let mut name = String::new();
+        backtrace::resolve((last - 1) as *mut core::ffi::c_void, |symbol| {
+            if let Some(n) = symbol.name() {
+                name = n.to_string();
+            }
+        });
+        assert!(
+            name.contains("captures_end_at_the_frame_that_set_the_limit"),
+            "last frame kept is in `{name}`"
+        );
+        // Limits nest: dropping the inner one restores the outer.
+        let outer = 1u8;
+        let _outer = CaptureLimit::below(&outer);
+        let inner = 2u8;
+        drop(CaptureLimit::below(&inner));
+        assert_eq!(capture_limit(), &outer as *const u8 as usize);
     }
 
     #[test]

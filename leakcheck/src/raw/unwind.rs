@@ -40,7 +40,14 @@ use gimli::{
 /// address into the caller of `walk`. `bounds` is the thread's stack, [low, high). Returns the
 /// number of frames, or `None` when some frame needs the full unwinder.
 #[inline(never)]
-pub(crate) fn walk(buf: &mut [usize; MAX_FRAMES], bounds: (usize, usize)) -> Option<usize> {
+///
+/// The walk ends (successfully) at the first frame whose return address is stored at or above
+/// `limit`: the frames of whoever called the check (see `stack::CaptureLimit`).
+pub(crate) fn walk(
+    buf: &mut [usize; MAX_FRAMES],
+    bounds: (usize, usize),
+    limit: usize,
+) -> Option<usize> {
     let (pc, sp, bp) = registers();
     let (low, high) = bounds;
     if sp < low || sp >= high {
@@ -67,7 +74,11 @@ pub(crate) fn walk(buf: &mut [usize; MAX_FRAMES], bounds: (usize, usize)) -> Opt
         if cfa <= sp {
             return None;
         }
-        let ret = read_stack(cfa.wrapping_add_signed(rule.ra_offset as isize), low, high)?;
+        let ret_slot = cfa.wrapping_add_signed(rule.ra_offset as isize);
+        if ret_slot >= limit {
+            return Some(n);
+        }
+        let ret = read_stack(ret_slot, low, high)?;
         if let Some(offset) = rule.rbp_offset {
             bp = read_stack(cfa.wrapping_add_signed(offset as isize), low, high)?;
         }
@@ -557,7 +568,7 @@ mod tests {
         let mut buf = [0; MAX_FRAMES];
         let bounds = super::super::frame_pointers::stack_bounds();
         let cached = (0..100)
-            .find_map(|_| walk(&mut buf, bounds))
+            .find_map(|_| walk(&mut buf, bounds, usize::MAX))
             .map(|n| buf[..n].to_vec());
         let mut slow = Vec::new();
         backtrace::trace(|frame| {
@@ -660,9 +671,9 @@ mod tests {
         let mut buf = [0; MAX_FRAMES];
         let here = black_box(&buf) as *const _ as usize;
         // A stack that seems to end just above this frame: the walk must give up, not read on.
-        assert_eq!(walk(&mut buf, (0, here + 64)), None);
+        assert_eq!(walk(&mut buf, (0, here + 64), usize::MAX), None);
         // A stack that does not contain this frame at all.
-        assert_eq!(walk(&mut buf, (1, 1)), None);
+        assert_eq!(walk(&mut buf, (1, 1), usize::MAX), None);
     }
 
     // Hand-written frames with exactly known CFI, independent of how Rust code was compiled:
