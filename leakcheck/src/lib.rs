@@ -309,7 +309,9 @@
 //! - Frame pointers are walked on x86_64 and aarch64 Linux. Without them, x86_64 Linux with
 //!   glibc uses leakcheck's cached DWARF walker (it hands stacks it cannot describe, such as
 //!   signal frames or CFA expressions, to libgcc), and other targets libgcc's unwinder, about
-//!   15 times slower. Stacks are cut at 64 frames.
+//!   15 times slower. Stacks are cut at 64 frames, counted from the allocation; inside a
+//!   check they also end at the check itself (the frames of whoever called it are not
+//!   captured), except under libgcc's unwinder.
 //! - The scan leaves out the symbolizers' static caches (`MAPPINGS_CACHE` of `backtrace` and
 //!   std), whose uninitialised slots hold stale addresses; they are found by name in the
 //!   symbol table, so in a stripped binary they stay roots and can, rarely, keep a leak
