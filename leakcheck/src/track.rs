@@ -370,7 +370,7 @@ pub(crate) fn inherit(scope: u32) {
     }
 }
 
-#[inline(never)]
+#[inline]
 fn record(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.

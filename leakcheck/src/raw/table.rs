@@ -325,6 +325,7 @@ impl Slots {
 
 /// Records a live block. Returns false if the table could not grow, or the record does not fit
 /// in 16 bytes (the block then goes untracked; the caller counts it).
+#[inline]
 pub(crate) fn insert(record: Record) -> bool {
     let Some(packed) = Packed::pack(&record) else {
         return false;
