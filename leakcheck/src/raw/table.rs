@@ -344,7 +344,8 @@ pub(crate) fn insert(record: Record) -> bool {
 }
 
 /// Removes and returns the record of a block, if it is tracked. A block whose shard holds no
-/// records costs a hash and a load.
+/// records costs a hash and a load: the locked part is a separate function, so this one
+/// saves no registers before it knows it needs the lock.
 pub(crate) fn remove(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
     if shard.has_records.load(Ordering::Relaxed) {
@@ -354,7 +355,7 @@ pub(crate) fn remove(addr: usize) -> Option<Record> {
     }
 }
 
-#[inline]
+#[inline(never)]
 fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Option<Record> {
     let mut slots = shard.lock();
     let i = slots.find(addr, hash)?;
