@@ -172,12 +172,8 @@ fn my_slot() -> Option<&'static Slot> {
 /// A block of `size` bytes was allocated.
 #[inline(always)]
 pub(crate) fn allocated(size: usize) {
-    match my_slot() {
-        Some(slot) => {
-            bump(&slot.counts[ALLOCATIONS], 1);
-            bump(&slot.counts[BYTES_ALLOCATED], size as u64);
-        }
-        None => allocated_slow(size),
+    if !counted_allocation(size) {
+        allocated_slow(size);
     }
 }
 
