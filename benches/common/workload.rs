@@ -19,86 +19,21 @@
 //! binary also prints one `bench-result` line per benchmark (workload, threads, median ns/op
 //! over criterion's samples), which `scripts/bench` turns into its table.
 
+#[path = "parts.rs"]
+mod parts;
+
 use criterion::{Criterion, SamplingMode};
+use parts::{at_depth, Clock, XorShift, DEPTH, GROWTH, RING};
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
-use std::time::{Duration, Instant};
-
-/// Where a thread's time comes from.
-#[derive(Clone, Copy)]
-enum Clock {
-    /// CPU time of the calling thread.
-    Cpu,
-    /// Elapsed time.
-    Wall,
-}
-
-impl Clock {
-    fn from_env() -> Clock {
-        match std::env::var("LEAKCHECK_BENCH_CLOCK").as_deref() {
-            Ok("wall") => Clock::Wall,
-            Ok("cpu") | Err(_) => Clock::Cpu,
-            Ok(other) => {
-                panic!("LEAKCHECK_BENCH_CLOCK={other:?}: expected `cpu` (default) or `wall`")
-            }
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Clock::Cpu => "thread-cpu",
-            Clock::Wall => "wall",
-        }
-    }
-
-    fn start(self) -> Timer {
-        Timer {
-            clock: self,
-            wall: Instant::now(),
-            cpu: thread_cpu_time(),
-        }
-    }
-}
-
-struct Timer {
-    clock: Clock,
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Timer {
-    fn elapsed(&self) -> Duration {
-        match self.clock {
-            Clock::Cpu => thread_cpu_time().saturating_sub(self.cpu),
-            Clock::Wall => self.wall.elapsed(),
-        }
-    }
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec; the call only writes to it.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
+use std::time::Duration;
 
 /// Runs a thread's measured body inside a variant's own check (`leakcheck::check`,
 /// `checkers::with`); `None` runs it directly.
 pub type Wrap = fn(&mut dyn FnMut());
 
-/// `#[inline(never)]` frames between the thread's wrapper and the allocating loop, so stack
-/// capture walks a realistic depth (about 30 frames in all, counting std's thread start-up).
-pub const DEPTH: u32 = 12;
-/// Live blocks each thread keeps in the ring workloads.
-const RING: usize = 1024;
 /// Criterion's minimum; these numbers are ratios, not a regression gate.
 const SAMPLES: usize = 10;
-/// Elements pushed per growth in the realloc workload (1 alloc, 10 reallocs, 1 free).
-const GROWTH: u64 = 4096;
 
 #[derive(Clone, Copy)]
 enum Workload {
@@ -179,29 +114,6 @@ fn mixed(ring: &mut [Vec<u8>], rng: &mut XorShift, iters: u64) {
         ring[slot] = black_box(Vec::with_capacity(rng.size()));
         slot = (slot + 1) % RING;
     }
-}
-
-/// Deterministic sizes: the same sequence in every variant.
-struct XorShift(u64);
-
-impl XorShift {
-    fn size(&mut self) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        8 + (self.0 % 4089) as usize
-    }
-}
-
-/// Calls `body` under `depth` more frames of real (non-inlined, non-tail) recursion.
-#[inline(never)]
-fn at_depth(depth: u32, body: &mut dyn FnMut()) {
-    if depth == 0 {
-        body();
-    } else {
-        at_depth(black_box(depth - 1), body);
-    }
-    black_box(depth);
 }
 
 /// One criterion sample: `threads` threads each run `iters` operations.
