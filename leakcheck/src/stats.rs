@@ -1,23 +1,24 @@
 //! `leakcheck::stats()`: process-wide allocation counters, summed from per-thread ones.
 //!
-//! Each thread that allocates takes one slot of a fixed registry the first time it allocates,
-//! and only that thread ever writes the slot's counters, with a plain load and store (no
-//! read-modify-write, no lock prefix, so no cache line bounces between cores: shared atomic
-//! counters cost 2 to 16 times a bare `malloc`). [`stats`] sums the slots. When the thread
-//! exits, a thread-local destructor folds its counts into the process's retired totals and
-//! gives the slot back; anything it allocates or frees after that (other thread-locals'
-//! destructors run after ours) goes straight to the retired totals, as do threads beyond the
-//! registry's size.
+//! Each thread counts in its own thread-local block (`raw::local`), which it registers the
+//! first time it allocates; only that thread ever writes its counters, with a plain load and
+//! store (no read-modify-write, no lock prefix, so no cache line bounces between cores: shared
+//! atomic counters cost 2 to 16 times a bare `malloc`). [`stats`] sums the registered blocks
+//! under the registry's lock. When the thread exits, a thread-local destructor folds its
+//! counts into the process's retired totals and leaves the registry; anything it allocates or
+//! frees after that (other thread-locals' destructors run after ours) goes straight to the
+//! retired totals, as do threads beyond the registry's size.
 //!
-//! WARNING: [`allocated`], [`deallocated`] and [`reallocated`] run inside the global allocator:
-//! they must never allocate, panic or take a lock. The only thread-local they touch on the hot
-//! path is const-initialised and has no `Drop`; the one with a `Drop` (the exit guard) is first
-//! touched on the thread's first allocation, in the cold path, where its registration with
-//! glibc's `__cxa_thread_atexit_impl` uses glibc's own `malloc`, not ours.
+//! WARNING: the counting functions run inside the global allocator: they must never allocate
+//! or panic, and the only lock they take (registering, retiring) is the registry's spin lock.
+//! The one thread-local with a `Drop` (the exit guard) is first touched on the thread's first
+//! allocation, in the cold path, where its registration with glibc's
+//! `__cxa_thread_atexit_impl` uses glibc's own `malloc`, not ours.
 #![forbid(unsafe_code)]
 
+use crate::raw::local::{self, Local};
 use core::cell::Cell;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Process-wide allocation counters, as [`stats`] returns them.
 ///
@@ -52,7 +53,7 @@ pub struct Stats {
 
 /// Returns the process-wide allocation counters.
 ///
-/// Cheap (sums a few hundred per-thread counters, allocates nothing) and usable anywhere, also
+/// Cheap (sums the counters of each thread alive now, allocates nothing) and usable anywhere, also
 /// inside checks and without one. Each counter is read once; while other threads allocate, the
 /// figures are each exact for a moment but not for the same moment (`live_bytes` never goes
 /// below zero). All zero when the leakcheck allocator is not the `#[global_allocator]`.
@@ -94,48 +95,20 @@ const DEALLOCATIONS: usize = 1;
 const REALLOCATIONS: usize = 2;
 const BYTES_ALLOCATED: usize = 3;
 const BYTES_DEALLOCATED: usize = 4;
-const FIELDS: usize = 5;
+const FIELDS: usize = local::FIELDS;
 
-/// Threads that can count without atomic read-modify-writes at the same time; more go to the
-/// shared retired totals (correct, only slower).
-const SLOT_COUNT: usize = 256;
-
-/// One thread's counters, on a cache line of its own. Written by the owning thread only.
-#[repr(align(64))]
-struct Slot {
-    in_use: AtomicBool,
-    counts: [AtomicU64; FIELDS],
-}
-
-static SLOTS: [Slot; SLOT_COUNT] = [const {
-    Slot {
-        in_use: AtomicBool::new(false),
-        counts: [const { AtomicU64::new(0) }; FIELDS],
-    }
-}; SLOT_COUNT];
-
-/// One past the highest slot ever taken: [`stats`] sums no further.
-static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts of exited threads, of threads without a slot, and of threads' last allocations
+/// Counts of exited threads, of threads outside the registry, and of threads' last events
 /// after their exit guard ran. Updated with `fetch_add` (the slow path).
 static RETIRED: [AtomicU64; FIELDS] = [const { AtomicU64::new(0) }; FIELDS];
-
-/// Retirements started and finished: a retirement moves counts from a slot to [`RETIRED`],
-/// and a sum taken while one is under way would see them twice or not at all.
-static RETIRING_STARTED: AtomicU64 = AtomicU64::new(0);
-static RETIRING_FINISHED: AtomicU64 = AtomicU64::new(0);
 
 static PEAK: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// This thread's slot while it has one. Read on every allocation and free.
-    static MY_SLOT: Cell<Option<&'static Slot>> = const { Cell::new(None) };
-    /// Whether this thread has been given a slot, or counts as retired (exited, or no slot
-    /// was free). Read only in the cold path.
+    /// Whether this thread has registered its counters, or counts as retired (exited, or the
+    /// registry was full). Read only in the cold path.
     static SLOT_STATE: Cell<SlotState> = const { Cell::new(SlotState::Unassigned) };
-    /// Its destructor gives the slot back when the thread exits. Touched once per thread, in
-    /// the cold path.
+    /// Its destructor takes the thread out of the registry when the thread exits. Touched once
+    /// per thread, in the cold path.
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
 }
 
@@ -150,69 +123,63 @@ struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        retire_this_thread();
+        let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
+        local::retire_this_thread(fold_into_retired);
     }
 }
 
-/// Adds `n` to a counter only this thread writes: a load and a store, no atomic
-/// read-modify-write.
-#[inline(always)]
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
+fn fold_into_retired(local: &Local) {
+    for (field, retired) in RETIRED.iter().enumerate() {
+        retired.fetch_add(local.count(field), Ordering::Relaxed);
+    }
 }
 
+/// Counts an allocation of `size` bytes in this thread's block. The caller has checked that
+/// the thread is registered (its fast path is on).
 #[inline(always)]
-fn my_slot() -> Option<&'static Slot> {
-    MY_SLOT.try_with(Cell::get).ok().flatten()
+pub(crate) fn count_allocation(local: &Local, size: usize) {
+    local.bump(ALLOCATIONS, 1);
+    local.bump(BYTES_ALLOCATED, size as u64);
 }
 
-/// A block of `size` bytes was allocated.
+/// Counts a free of `size` bytes in this thread's block, as [`count_allocation`].
 #[inline(always)]
+pub(crate) fn count_deallocation(local: &Local, size: usize) {
+    local.bump(DEALLOCATIONS, 1);
+    local.bump(BYTES_DEALLOCATED, size as u64);
+}
+
+/// A block of `size` bytes was allocated (the out-of-line path: the thread may not be
+/// registered).
 pub(crate) fn allocated(size: usize) {
-    if !counted_allocation(size) {
-        allocated_slow(size);
+    let counted = local::with(
+        |local| {
+            local.is_registered() && {
+                count_allocation(local, size);
+                true
+            }
+        },
+        false,
+    );
+    if !counted {
+        slow(ALLOCATIONS, 1, BYTES_ALLOCATED, size as u64);
     }
 }
 
-/// Counts an allocation if this thread has its slot (the common case); false if it has none,
-/// and nothing was counted.
-#[inline(always)]
-pub(crate) fn counted_allocation(size: usize) -> bool {
-    match my_slot() {
-        Some(slot) => {
-            bump(&slot.counts[ALLOCATIONS], 1);
-            bump(&slot.counts[BYTES_ALLOCATED], size as u64);
-            true
-        }
-        None => false,
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn allocated_slow(size: usize) {
-    slow(ALLOCATIONS, 1, BYTES_ALLOCATED, size as u64);
-}
-
-/// A block of `size` bytes is being freed.
-#[inline(always)]
+/// A block of `size` bytes is being freed (the out-of-line path).
 pub(crate) fn deallocated(size: usize) {
-    match my_slot() {
-        Some(slot) => {
-            bump(&slot.counts[DEALLOCATIONS], 1);
-            bump(&slot.counts[BYTES_DEALLOCATED], size as u64);
-        }
-        None => deallocated_slow(size),
+    let counted = local::with(
+        |local| {
+            local.is_registered() && {
+                count_deallocation(local, size);
+                true
+            }
+        },
+        false,
+    );
+    if !counted {
+        slow(DEALLOCATIONS, 1, BYTES_DEALLOCATED, size as u64);
     }
-}
-
-#[cold]
-#[inline(never)]
-fn deallocated_slow(size: usize) {
-    slow(DEALLOCATIONS, 1, BYTES_DEALLOCATED, size as u64);
 }
 
 /// A block was reallocated from `old_size` to `new_size` bytes.
@@ -223,117 +190,98 @@ pub(crate) fn reallocated(old_size: usize, new_size: usize) {
     } else {
         (BYTES_DEALLOCATED, (old_size - new_size) as u64)
     };
-    match my_slot() {
-        Some(slot) => {
-            bump(&slot.counts[REALLOCATIONS], 1);
-            bump(&slot.counts[field], delta);
-        }
-        None => slow(REALLOCATIONS, 1, field, delta),
+    let counted = local::with(
+        |local| {
+            local.is_registered() && {
+                local.bump(REALLOCATIONS, 1);
+                local.bump(field, delta);
+                true
+            }
+        },
+        false,
+    );
+    if !counted {
+        slow(REALLOCATIONS, 1, field, delta);
     }
 }
 
-/// The first event of a thread (takes a slot), or one of a thread without a slot.
+/// The first event of a thread (registers it), or one of a thread outside the registry.
+#[cold]
+#[inline(never)]
 fn slow(field: usize, n: u64, field2: usize, n2: u64) {
-    let slot = match SLOT_STATE.try_with(Cell::get) {
-        Ok(SlotState::Unassigned) => take_slot(),
-        _ => None,
+    let registered = match SLOT_STATE.try_with(Cell::get) {
+        Ok(SlotState::Unassigned) => register(),
+        _ => false,
     };
     for (field, n) in [(field, n), (field2, n2)] {
-        match slot {
-            Some(slot) => bump(&slot.counts[field], n),
-            None => {
-                RETIRED[field].fetch_add(n, Ordering::Relaxed);
+        let counted = registered
+            && local::with(
+                |local| {
+                    local.bump(field, n);
+                    true
+                },
+                false,
+            );
+        if !counted {
+            RETIRED[field].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+fn register() -> bool {
+    // Anything this thread does while it registers counts as retired, and so does all it
+    // does if it cannot register.
+    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
+    // Fails when the thread's thread-locals are being destroyed already: then nothing would
+    // take it out of the registry before its memory goes.
+    if EXIT_GUARD.try_with(|_| ()).is_err() {
+        return false;
+    }
+    // The registry's lock must not stay held, in a forked child, by a thread it lacks.
+    crate::raw::prepare_for_fork();
+    if !local::register_this_thread() {
+        return false;
+    }
+    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Assigned));
+    true
+}
+
+/// In a freshly forked child: the threads that did not come along count as exited.
+pub(crate) fn recover_after_fork() {
+    local::recover_after_fork(fold_into_retired);
+}
+
+/// Sums every registered thread's counters and the retired totals, under the registry's lock
+/// (a thread folds its counters into the retired totals under the same lock, so none is seen
+/// twice or missed).
+fn sum() -> [u64; FIELDS] {
+    local::with_registered(|threads| {
+        let mut totals = [0u64; FIELDS];
+        for local in threads {
+            for (field, total) in totals.iter_mut().enumerate() {
+                *total = total.wrapping_add(local.count(field));
             }
         }
-    }
-}
-
-fn take_slot() -> Option<&'static Slot> {
-    // Anything this thread allocates while the slot is being set up counts as retired, and
-    // so does all it does if no slot is free.
-    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
-    let (index, slot) = SLOTS.iter().enumerate().find(|(_, slot)| {
-        !slot.in_use.load(Ordering::Relaxed)
-            && slot
-                .in_use
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    })?;
-    // Fails when the thread's thread-locals are being destroyed already: then nothing would
-    // give the slot back, so the thread counts as retired for the rest of its life.
-    if EXIT_GUARD.try_with(|_| ()).is_err() {
-        slot.in_use.store(false, Ordering::Release);
-        return None;
-    }
-    SLOTS_USED.fetch_max(index + 1, Ordering::Relaxed);
-    let _ = MY_SLOT.try_with(|s| s.set(Some(slot)));
-    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Assigned));
-    Some(slot)
-}
-
-/// Moves this thread's counts to the retired totals and gives its slot back.
-fn retire_this_thread() {
-    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
-    let Some(slot) = MY_SLOT.try_with(|s| s.take()).ok().flatten() else {
-        return;
-    };
-    RETIRING_STARTED.fetch_add(1, Ordering::Relaxed);
-    fence(Ordering::Release);
-    for (field, counter) in slot.counts.iter().enumerate() {
-        RETIRED[field].fetch_add(counter.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-    }
-    RETIRING_FINISHED.fetch_add(1, Ordering::Release);
-    slot.in_use.store(false, Ordering::Release);
-}
-
-/// Sums every slot and the retired totals, retrying (a bounded number of times) while a
-/// thread's retirement is under way, the way a sequence lock's reader does.
-fn sum() -> [u64; FIELDS] {
-    let mut totals = [0u64; FIELDS];
-    for _ in 0..1000 {
-        let finished = RETIRING_FINISHED.load(Ordering::Acquire);
-        let started = RETIRING_STARTED.load(Ordering::Acquire);
-        if started != finished {
-            core::hint::spin_loop();
-            continue;
+        for (total, retired) in totals.iter_mut().zip(&RETIRED) {
+            *total = total.wrapping_add(retired.load(Ordering::Relaxed));
         }
-        totals = read_all();
-        fence(Ordering::Acquire);
-        if RETIRING_STARTED.load(Ordering::Relaxed) == started {
-            return totals;
-        }
-    }
-    totals
-}
-
-fn read_all() -> [u64; FIELDS] {
-    let mut totals = [0u64; FIELDS];
-    let used = SLOTS_USED.load(Ordering::Acquire).min(SLOT_COUNT);
-    for slot in &SLOTS[..used] {
-        for (total, counter) in totals.iter_mut().zip(&slot.counts) {
-            *total = total.wrapping_add(counter.load(Ordering::Relaxed));
-        }
-    }
-    for (total, counter) in totals.iter_mut().zip(&RETIRED) {
-        *total = total.wrapping_add(counter.load(Ordering::Relaxed));
-    }
-    totals
+        totals
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The unit-test binary does not install the allocator, so only these tests move the
     //! counters: they call the hooks directly, one test at a time.
     use super::*;
     use std::sync::Mutex;
 
-    static SERIAL: Mutex<()> = Mutex::new(());
+    /// Serialises the tests that count registered threads or change their bits (here and in
+    /// `raw::local`).
+    pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
     fn slots_in_use() -> usize {
-        SLOTS
-            .iter()
-            .filter(|s| s.in_use.load(Ordering::Relaxed))
-            .count()
+        local::registered_threads()
     }
 
     #[test]
@@ -397,17 +345,55 @@ mod tests {
     }
 
     #[test]
+    fn threads_beyond_the_registry_still_count_exactly() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let before = stats();
+        // More threads alive at once than the registry holds: the extra ones count in the
+        // retired totals.
+        const THREADS: usize = 1100;
+        let all_counted = std::sync::Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let all_counted = all_counted.clone();
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        allocated(10);
+                        deallocated(4);
+                        all_counted.wait();
+                    })
+                    .expect("spawning a test thread")
+            })
+            .collect();
+        all_counted.wait();
+        let during = stats();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let after = stats();
+        for now in [during, after] {
+            assert_eq!(now.allocations - before.allocations, THREADS as u64);
+            assert_eq!(
+                now.bytes_allocated - before.bytes_allocated,
+                10 * THREADS as u64
+            );
+            assert_eq!(
+                now.bytes_deallocated - before.bytes_deallocated,
+                4 * THREADS as u64
+            );
+        }
+    }
+
+    #[test]
     fn many_threads_reuse_slots() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let before = stats();
-        for _ in 0..(SLOT_COUNT + 10) {
+        let slots_before = slots_in_use();
+        for _ in 0..1100 {
             std::thread::spawn(|| allocated(1)).join().unwrap();
         }
         let after = stats();
-        assert_eq!(
-            after.allocations - before.allocations,
-            SLOT_COUNT as u64 + 10
-        );
-        assert!(SLOTS_USED.load(Ordering::Relaxed) < SLOT_COUNT);
+        assert_eq!(after.allocations - before.allocations, 1100);
+        assert_eq!(slots_in_use(), slots_before);
     }
 }

@@ -1,11 +1,13 @@
 //! What the allocator does with each block: the per-thread and process-wide scope state, and
 //! the bookkeeping of blocks made inside a scope.
 //!
-//! The idle path (no check anywhere) is one read of a const-initialised thread-local and one
-//! relaxed load of a global that only changes when a check starts or ends, so its cache line
-//! is shared, never bounced. Nothing here takes a lock that allocates, panics or formats.
+//! The idle path (no check anywhere) reads only the thread's own const-initialised block
+//! (`raw::local`): its scope word and the slow bits that checks set in every thread's block
+//! when they start and clear when they end. Nothing here takes a lock that allocates, panics
+//! or formats.
 #![forbid(unsafe_code)]
 
+use crate::raw::local;
 use crate::raw::stack;
 use crate::raw::table::{self, Record};
 use core::cell::Cell;
@@ -150,8 +152,28 @@ impl ThreadState {
     }
 }
 
+/// The calling thread's state (blocked, as a thread should be whose thread-locals are gone,
+/// where they cannot be reached).
+#[inline(always)]
+fn thread_state() -> ThreadState {
+    local::with(
+        |local| ThreadState(local.state()),
+        ThreadState::blocked_idle(),
+    )
+}
+
+fn set_thread_state(state: ThreadState) {
+    local::with(|local| local.set_state(state.0), ());
+}
+
+fn update_thread_state(update: impl FnOnce(ThreadState) -> ThreadState) {
+    local::with(
+        |local| local.set_state(update(ThreadState(local.state())).0),
+        (),
+    );
+}
+
 thread_local! {
-    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState::IDLE) };
     /// 0 unknown, 1 the process's main thread, 2 any other thread.
     static ROLE: Cell<u8> = const { Cell::new(0) };
 }
@@ -173,26 +195,37 @@ static STACKLESS: AtomicU64 = AtomicU64::new(0);
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 /// A block was allocated. The idle path (no check on this thread, none process-wide, the
-/// thread's statistics slot taken) is a thread-local word compared with zero, one relaxed load
-/// and two counter bumps; everything else is one call out of line, so that the allocator's
-/// `alloc` stays small enough to inline into its callers.
+/// thread's counters registered) is two compares of the thread's own block and two counter
+/// bumps, all addressed from the thread pointer; everything else is one call out of line, so
+/// that the allocator's `alloc` stays small enough to inline into its callers.
 #[inline]
 pub(crate) fn allocated(addr: usize, size: usize) {
-    let state = THREAD
-        .try_with(Cell::get)
-        .unwrap_or(ThreadState::blocked_idle());
-    let idle = state == ThreadState::IDLE && PROCESS_SCOPE.load(Ordering::Relaxed) == 0;
-    if !(idle && crate::stats::counted_allocation(size)) {
+    let counted = local::with(
+        |local| {
+            let idle = local.state() == ThreadState::IDLE.0 && !local.is_slow(local::SLOW_ALLOC);
+            if idle {
+                crate::stats::count_allocation(local, size); // leakcheck::stats() (issue 5)
+            }
+            idle
+        },
+        false,
+    );
+    if !counted {
+        cold_path();
         allocated_out_of_line(addr, size);
     }
 }
 
+/// Marks the branch that calls it as the unlikely one (stable Rust has no `likely`), so the
+/// fast paths fall through without a jump.
+#[cold]
+#[inline(never)]
+fn cold_path() {}
+
 #[inline(never)]
 fn allocated_out_of_line(addr: usize, size: usize) {
     crate::stats::allocated(size); // leakcheck::stats() (issue 5)
-    let state = THREAD
-        .try_with(Cell::get)
-        .unwrap_or(ThreadState::blocked_idle());
+    let state = thread_state();
     if state == ThreadState::IDLE {
         if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
             record_process_wide(addr, size);
@@ -204,16 +237,57 @@ fn allocated_out_of_line(addr: usize, size: usize) {
     }
 }
 
+/// A block is being freed. While no scope has records (and the thread is registered), that
+/// is a compare of the thread's own block and two counter bumps.
 #[inline]
 pub(crate) fn freeing(addr: usize, size: usize) {
-    crate::stats::deallocated(size); // leakcheck::stats() (issue 5)
-    if TABLE_USERS.load(Ordering::Relaxed) != 0 {
-        if let Some(record) = table::remove(addr) {
-            if record.tag & 1 != 0 {
-                freed_with_stats(record);
+    let counted = local::with(
+        |local| {
+            let fast = !local.is_slow(local::SLOW_FREE);
+            if fast {
+                crate::stats::count_deallocation(local, size); // leakcheck::stats() (issue 5)
             }
+            fast
+        },
+        false,
+    );
+    if !counted {
+        cold_path();
+        freeing_out_of_line(addr, size);
+    }
+}
+
+#[inline(never)]
+fn freeing_out_of_line(addr: usize, size: usize) {
+    // leakcheck::stats() (issue 5)
+    crate::stats::deallocated(size);
+    // No test of TABLE_USERS first: a thread gets here mostly because it is not 0, and a
+    // shard without records costs a hash and a load.
+    if let Some(record) = table::remove(addr) {
+        if record.tag & 1 != 0 {
+            freed_with_stats(record);
         }
     }
+}
+
+/// Which operations must leave the fast path now: every thread's slow bits follow this,
+/// through [`local::refresh`], after each change of [`PROCESS_SCOPE`] or [`TABLE_USERS`].
+fn slow_bits() -> u8 {
+    let mut bits = 0;
+    if PROCESS_SCOPE.load(Ordering::SeqCst) != 0 {
+        bits |= local::SLOW_ALLOC;
+    }
+    if TABLE_USERS.load(Ordering::SeqCst) != 0 {
+        bits |= local::SLOW_FREE;
+    }
+    bits
+}
+
+/// Brings every thread's slow bits in line with [`slow_bits`]. Called after the change, before
+/// anything depends on it: a scope's records are made only after its `TABLE_USERS` count is in
+/// every thread's bits, so any thread that frees one of its blocks looks the block up.
+fn refresh_slow_paths() {
+    local::refresh(slow_bits);
 }
 
 #[inline(never)]
@@ -311,7 +385,7 @@ fn record_inherited(addr: usize, size: usize, scope: u32) {
         }
     } else {
         // The check that started this thread is over: stop tracking here for good.
-        let _ = THREAD.try_with(|t| t.set(ThreadState::IDLE));
+        set_thread_state(ThreadState::IDLE);
     }
 }
 
@@ -322,24 +396,23 @@ fn is_active(scope: u32) -> bool {
 /// The scope a thread created now should start in: the creator's, if it is inside an
 /// inheritable check and not blocked.
 pub(crate) fn inheritable_scope() -> u32 {
-    match THREAD.try_with(Cell::get) {
-        Ok(state) if !state.is_blocked() && state.scope() != 0 && is_active(state.scope()) => {
-            state.scope()
-        }
-        _ => 0,
+    let state = thread_state();
+    if !state.is_blocked() && state.scope() != 0 && is_active(state.scope()) {
+        state.scope()
+    } else {
+        0
     }
 }
 
 /// Whether a thread created now must start inside `ignore`: its creator is in `ignore` while a
 /// process-wide scope would otherwise record the new thread.
 pub(crate) fn new_threads_start_ignored() -> bool {
-    PROCESS_SCOPE.load(Ordering::Relaxed) != 0
-        && THREAD.try_with(Cell::get).is_ok_and(|s| s.is_blocked())
+    PROCESS_SCOPE.load(Ordering::Relaxed) != 0 && thread_state().is_blocked()
 }
 
 /// Called first thing on a thread created inside `ignore`.
 pub(crate) fn start_ignored() {
-    let _ = THREAD.try_with(|t| t.set(ThreadState::blocked_idle()));
+    set_thread_state(ThreadState::blocked_idle());
 }
 
 /// A thread is about to start inside `scope`; false if the scope is gone.
@@ -366,7 +439,7 @@ pub(crate) fn inherited_thread_exited(scope: u32) {
 /// Called first thing on a thread created inside a check.
 pub(crate) fn inherit(scope: u32) {
     if is_active(scope) {
-        let _ = THREAD.try_with(|t| t.set(ThreadState::inherited(scope)));
+        set_thread_state(ThreadState::inherited(scope));
     }
 }
 
@@ -439,14 +512,14 @@ pub(crate) struct Block(core::marker::PhantomData<*const ()>);
 
 impl Block {
     pub(crate) fn new() -> Block {
-        let _ = THREAD.try_with(|t| t.set(t.get().with_block()));
+        update_thread_state(ThreadState::with_block);
         Block(core::marker::PhantomData)
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        let _ = THREAD.try_with(|t| t.set(t.get().without_block()));
+        update_thread_state(ThreadState::without_block);
     }
 }
 
@@ -523,6 +596,7 @@ impl Scope {
             && PROCESS_SCOPE
                 .compare_exchange(0, id, Ordering::Release, Ordering::Relaxed)
                 .is_ok();
+        refresh_slow_paths();
         Ok(Scope {
             id,
             process_wide,
@@ -535,13 +609,8 @@ impl Scope {
     /// A check inside `ignore` still checks: entering also lifts the block until the guard
     /// drops.
     pub(crate) fn enter(&self) -> Entered {
-        let previous = THREAD
-            .try_with(|t| {
-                let previous = t.get();
-                t.set(ThreadState::own(self.id));
-                previous
-            })
-            .unwrap_or(ThreadState::IDLE);
+        let previous = thread_state();
+        set_thread_state(ThreadState::own(self.id));
         Entered {
             previous,
             _not_send: core::marker::PhantomData,
@@ -634,6 +703,7 @@ impl Scope {
         if self.process_wide {
             PROCESS_INCLUDES_MAIN.store(false, Ordering::Relaxed);
             PROCESS_SCOPE.store(0, Ordering::Release);
+            refresh_slow_paths();
         }
         // Inactive before the drain: a thread that inherited the scope and is recording right
         // now sees it gone when it checks again after its insert, and takes its record back,
@@ -676,6 +746,7 @@ fn drain_and_release(scope: u32) {
     drop(collect(tag_of(scope), true));
     slot_of(scope).id.store(0, Ordering::SeqCst);
     TABLE_USERS.fetch_sub(1, Ordering::SeqCst);
+    refresh_slow_paths();
 }
 
 /// A disarmed scope whose leftover blocks are still in the table, waiting to be judged.
@@ -705,6 +776,7 @@ impl Finished {
         let mut addresses = addresses.into_iter().peekable();
         if addresses.peek().is_some() && !RETAINING.swap(true, Ordering::SeqCst) {
             TABLE_USERS.fetch_add(1, Ordering::SeqCst);
+            refresh_slow_paths();
         }
         for addr in addresses {
             // A block freed since the copy has no record left to retag: nothing to keep.
@@ -741,7 +813,7 @@ pub(crate) struct Entered {
 impl Drop for Entered {
     fn drop(&mut self) {
         let previous = self.previous;
-        let _ = THREAD.try_with(|t| t.set(previous));
+        set_thread_state(previous);
     }
 }
 

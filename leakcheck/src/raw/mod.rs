@@ -8,6 +8,7 @@
 pub(crate) mod alloc;
 pub(crate) mod exit;
 pub(crate) mod intern;
+pub(crate) mod local;
 pub(crate) mod scan;
 pub(crate) mod spin;
 pub(crate) mod stack;
@@ -42,6 +43,7 @@ pub(crate) fn prepare_for_fork() {
         static REGISTERED: std::sync::Once = std::sync::Once::new();
         extern "C" fn in_child() {
             table::recover_after_fork();
+            crate::stats::recover_after_fork();
             intern::recover_after_fork();
             crate::symbolize::forked();
         }
