@@ -481,6 +481,7 @@ fn count(scope: u32, size: usize, stack: u32) {
     slot.peak.fetch_max(live, Ordering::Relaxed);
 }
 
+#[inline]
 fn store(record: Record) {
     if !table::insert(record) {
         UNTRACKED.fetch_add(1, Ordering::Relaxed);

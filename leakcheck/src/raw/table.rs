@@ -346,25 +346,31 @@ pub(crate) fn insert(record: Record) -> bool {
 /// Removes and returns the record of a block, if it is tracked. A block whose shard holds no
 /// records costs a hash and a load: the locked part is a separate function, so this one
 /// saves no registers before it knows it needs the lock.
+#[inline]
 pub(crate) fn remove(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
     if shard.has_records.load(Ordering::Relaxed) {
-        remove_from(shard, addr, hash)
+        let removed = remove_from(shard, addr, hash);
+        (removed != EMPTY).then(|| removed.unpack())
     } else {
         None
     }
 }
 
+/// The locked part of [`remove`]: the packed record, or [`EMPTY`] (returned in two registers,
+/// where an `Option<Record>` goes through memory).
 #[inline(never)]
-fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Option<Record> {
+fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Packed {
     let mut slots = shard.lock();
-    let i = slots.find(addr, hash)?;
+    let Some(i) = slots.find(addr, hash) else {
+        return EMPTY;
+    };
     // An emptied shard keeps its array: with ~1 live block per shard, freeing it here and
     // allocating it again on the next insert was half the cost of a tracked alloc+free.
     // Draining a scope frees empty arrays.
-    let removed = slots.remove_at(i).unpack();
+    let removed = slots.remove_at(i);
     shard.note_len(&slots);
-    Some(removed)
+    removed
 }
 
 /// Moves a block's record from tag `from` to tag `to`; false if it has no record under `from`
