@@ -729,8 +729,11 @@ impl Drop for Scope {
 fn collect(tag: u8, drain: bool) -> Vec<Record> {
     let _blocked = Block::new();
     let mut records = Vec::new();
+    // Most checks leave a handful of blocks: the first pass over the 4,096 shards takes them
+    // with room to spare, and only a bigger set costs a counting pass (then a second try).
+    let mut room = FIRST_COLLECT_ROOM;
     loop {
-        let mut batch = Vec::with_capacity(table::count_tag(tag) + 16);
+        let mut batch = Vec::with_capacity(room);
         let complete = table::collect_tag(tag, &mut batch, drain);
         // A drained batch is gone from the table and must be kept; an incomplete copy is
         // simply taken again, whole, with more room.
@@ -740,8 +743,12 @@ fn collect(tag: u8, drain: bool) -> Vec<Record> {
         if complete {
             return records;
         }
+        room = table::count_tag(tag) + 16;
     }
 }
+
+/// Records the first collecting pass makes room for.
+const FIRST_COLLECT_ROOM: usize = 256;
 
 fn drain_and_release(scope: u32) {
     drop(collect(tag_of(scope), true));

@@ -107,6 +107,20 @@ fn realloc_keeps_the_first_site_with_the_final_size() {
 }
 
 #[test]
+fn thousands_of_leaked_blocks_are_all_reported() {
+    // More than the first collecting pass makes room for: it counts, and takes them again.
+    let report = leakcheck::check(|| {
+        for i in 0..3000u64 {
+            std::mem::forget(std::hint::black_box(Box::new(i)));
+        }
+    });
+    assert_eq!(report.leaked_allocations(), 3000, "{report}");
+    assert_eq!(report.leaked_bytes(), 3000 * 8, "{report}");
+    let next = leakcheck::check(|| drop(std::hint::black_box(Box::new(1u64))));
+    assert!(next.is_clean(), "{next}");
+}
+
+#[test]
 fn blocks_allocated_before_the_check_are_not_its_leaks() {
     let mut outside: Vec<u64> = Vec::with_capacity(1);
     let report = leakcheck::check(|| {
