@@ -187,6 +187,15 @@ impl Slots {
         unsafe { core::slice::from_raw_parts(self.ptr, self.capacity) }
     }
 
+    /// The slot array for a walk over the whole table: empty when no slot is occupied (a kept
+    /// array of an emptied shard costs the walk nothing).
+    fn occupied_slots(&self) -> &[Packed] {
+        if self.len == 0 {
+            return &[];
+        }
+        self.slots()
+    }
+
     fn slots_mut(&mut self) -> &mut [Packed] {
         if self.capacity == 0 {
             return &mut [];
@@ -405,7 +414,7 @@ pub(crate) fn count_tag(tag: u8) -> usize {
         .map(|shard| {
             shard
                 .lock()
-                .slots()
+                .occupied_slots()
                 .iter()
                 .filter(|r| r.addr() != 0 && r.tag() == tag)
                 .count()
@@ -422,7 +431,7 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
         for shard in &SHARD_TABLE {
             let slots = shard.lock();
             for record in slots
-                .slots()
+                .occupied_slots()
                 .iter()
                 .filter(|r| r.addr() != 0 && r.tag() == tag)
             {
@@ -442,6 +451,15 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
         let mut slots = shard.lock();
+        if slots.len == 0 {
+            // Small arrays stay for the next check (at most 4 MiB over all shards): freeing
+            // them and growing them back from nothing in the next test cost a test suite a
+            // tenth of what it spent in leakcheck outside its allocations.
+            if slots.capacity > SMALL_CAPACITY {
+                slots.resize(0);
+            }
+            continue;
+        }
         let mut i = 0;
         while i < slots.capacity {
             let record = slots.slots()[i];
@@ -457,9 +475,6 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
             i += 1;
         }
         if slots.len == 0 {
-            // Small arrays stay for the next check (at most 4 MiB over all shards): freeing
-            // them here and growing them back from nothing in the next test was a tenth of
-            // what a test suite spent in leakcheck outside its allocations.
             if slots.capacity > SMALL_CAPACITY {
                 slots.resize(0);
             }
