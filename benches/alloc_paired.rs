@@ -25,8 +25,11 @@
 
 #[path = "common/parts.rs"]
 mod parts;
+#[path = "common/passthrough.rs"]
+mod passthrough;
 
-use parts::{at_depth, Clock, XorShift, DEPTH, GROWTH, RING};
+use parts::{at_depth, Clock, Workload, XorShift, DEPTH, GROWTH, RING};
+use passthrough::Passthrough;
 use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -34,31 +37,6 @@ use std::time::Duration;
 
 #[global_allocator]
 static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
-
-/// A bare wrapper, as in `alloc_passthrough.rs`.
-struct Passthrough;
-
-// SAFETY: every method forwards its arguments unchanged to `System` and returns its result
-// unchanged, so `System`'s guarantees are this allocator's.
-unsafe impl GlobalAlloc for Passthrough {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees (`ptr` came from `System`).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees (`ptr` came from `System`).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 /// `System` behind one out-of-line call per operation, the way a process without a
 /// `#[global_allocator]` reaches it: std's `__rust_alloc` calls its `__rdl_alloc` shim, which
@@ -143,24 +121,7 @@ impl Variant {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Workload {
-    Pairs,
-    Realloc,
-    Mixed,
-}
-
 impl Workload {
-    const ALL: [Workload; 3] = [Workload::Pairs, Workload::Realloc, Workload::Mixed];
-
-    fn name(self) -> &'static str {
-        match self {
-            Workload::Pairs => "alloc_free_32",
-            Workload::Realloc => "vec_growth_4096",
-            Workload::Mixed => "mixed_8_4096",
-        }
-    }
-
     /// Operations per variant per burst: a few milliseconds of the slowest variant.
     fn ops(self) -> u64 {
         match self {

@@ -70,6 +70,29 @@ pub fn thread_cpu_time() -> Duration {
 /// `#[inline(never)]` frames between the thread's wrapper and the allocating loop, so stack
 /// capture walks a realistic depth (about 30 frames in all, counting std's thread start-up).
 pub const DEPTH: u32 = 12;
+/// The workloads, by the names both drivers print.
+#[derive(Clone, Copy)]
+pub enum Workload {
+    /// Replace the oldest of 1024 live 32-byte blocks: one alloc and one free.
+    Pairs,
+    /// Push 4096 `u64`s into an empty buffer that doubles from 4, then drop it.
+    Realloc,
+    /// Replace the oldest of 1024 live blocks with one of a pseudo-random size in 8..=4096.
+    Mixed,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Workload::Pairs, Workload::Realloc, Workload::Mixed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Pairs => "alloc_free_32",
+            Workload::Realloc => "vec_growth_4096",
+            Workload::Mixed => "mixed_8_4096",
+        }
+    }
+}
+
 /// Live blocks each thread keeps in the ring workloads.
 pub const RING: usize = 1024;
 /// Elements pushed per growth in the realloc workload (1 alloc, 10 reallocs, 1 free).

@@ -23,7 +23,7 @@
 mod parts;
 
 use criterion::{Criterion, SamplingMode};
-use parts::{at_depth, Clock, XorShift, DEPTH, GROWTH, RING};
+use parts::{at_depth, Clock, Workload, XorShift, DEPTH, GROWTH, RING};
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
@@ -35,27 +35,7 @@ pub type Wrap = fn(&mut dyn FnMut());
 /// Criterion's minimum; these numbers are ratios, not a regression gate.
 const SAMPLES: usize = 10;
 
-#[derive(Clone, Copy)]
-enum Workload {
-    /// Replace the oldest of 1024 live 32-byte boxes: one alloc and one free.
-    Pairs,
-    /// Push 4096 `u64`s into an empty `Vec`, then drop it.
-    Realloc,
-    /// Replace the oldest of 1024 live blocks with one of a pseudo-random size in 8..=4096.
-    Mixed,
-}
-
 impl Workload {
-    const ALL: [Workload; 3] = [Workload::Pairs, Workload::Realloc, Workload::Mixed];
-
-    fn name(self) -> &'static str {
-        match self {
-            Workload::Pairs => "alloc_free_32",
-            Workload::Realloc => "vec_growth_4096",
-            Workload::Mixed => "mixed_8_4096",
-        }
-    }
-
     /// Sets up, waits for the other threads, runs `iters` operations; returns their time.
     fn run(self, iters: u64, seed: u64, barrier: &Barrier, clock: Clock) -> Duration {
         match self {

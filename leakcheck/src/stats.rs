@@ -152,56 +152,41 @@ pub(crate) fn count_deallocation(local: &Local, size: usize) {
 /// A block of `size` bytes was allocated (the out-of-line path: the thread may not be
 /// registered).
 pub(crate) fn allocated(size: usize) {
-    let counted = local::with(
-        |local| {
-            local.is_registered() && {
-                count_allocation(local, size);
-                true
-            }
-        },
-        false,
-    );
-    if !counted {
-        slow(ALLOCATIONS, 1, BYTES_ALLOCATED, size as u64);
-    }
+    count((ALLOCATIONS, 1), (BYTES_ALLOCATED, size as u64));
 }
 
 /// A block of `size` bytes is being freed (the out-of-line path).
 pub(crate) fn deallocated(size: usize) {
-    let counted = local::with(
-        |local| {
-            local.is_registered() && {
-                count_deallocation(local, size);
-                true
-            }
-        },
-        false,
-    );
-    if !counted {
-        slow(DEALLOCATIONS, 1, BYTES_DEALLOCATED, size as u64);
-    }
+    count((DEALLOCATIONS, 1), (BYTES_DEALLOCATED, size as u64));
 }
 
 /// A block was reallocated from `old_size` to `new_size` bytes.
 #[inline]
 pub(crate) fn reallocated(old_size: usize, new_size: usize) {
-    let (field, delta) = if new_size >= old_size {
+    let change = if new_size >= old_size {
         (BYTES_ALLOCATED, (new_size - old_size) as u64)
     } else {
         (BYTES_DEALLOCATED, (old_size - new_size) as u64)
     };
+    count((REALLOCATIONS, 1), change);
+}
+
+/// Adds to two counters: this thread's own if it is registered, else (cold) the retired
+/// totals, registering the thread first if it never tried.
+#[inline]
+fn count(first: (usize, u64), second: (usize, u64)) {
     let counted = local::with(
         |local| {
             local.is_registered() && {
-                local.bump(REALLOCATIONS, 1);
-                local.bump(field, delta);
+                local.bump(first.0, first.1);
+                local.bump(second.0, second.1);
                 true
             }
         },
         false,
     );
     if !counted {
-        slow(REALLOCATIONS, 1, field, delta);
+        slow(first.0, first.1, second.0, second.1);
     }
 }
 
