@@ -448,7 +448,11 @@ fn record(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
         let _blocked = Block::new();
-        let id = stack::capture_interned();
+        // A local of the function `record` is inlined into (or of `record`): the frames below
+        // it are the capture's own, and the return address into its caller is stored above
+        // it, so the stack starts at the allocator's caller.
+        let here = 0u8;
+        let id = stack::capture_interned(core::hint::black_box(&here) as *const u8 as usize);
         if id == 0 {
             STACKLESS.fetch_add(1, Ordering::Relaxed);
         }

@@ -106,37 +106,40 @@ fn capture_limit() -> usize {
 }
 
 /// Captures the current stack and interns it; returns its id (0 when the stack store is full).
-pub(crate) fn capture_interned() -> u32 {
+/// Frames whose return address is stored below `from` (a stack address in the recording
+/// function: leakcheck's own frames under it) are walked through but not kept, so that neither
+/// the walk's buffer nor the interner's hash pays for frames every report trims.
+pub(crate) fn capture_interned(from: usize) -> u32 {
     let on_scratch = FRAMES.try_with(|frames| {
         // Busy only if a capture re-entered this one (tracking is blocked while capturing, so
         // it should not happen): then a fresh buffer below.
         let mut frames = frames.try_borrow_mut().ok()?;
-        let len = capture(&mut frames);
+        let len = capture(&mut frames, from);
         Some(intern::intern(&frames[..len]))
     });
     if let Ok(Some(id)) = on_scratch {
         return id;
     }
     let mut frames = [0usize; MAX_FRAMES];
-    let len = capture(&mut frames);
+    let len = capture(&mut frames, from);
     intern::intern(&frames[..len])
 }
 
-/// Captures the current stack into `buf`, innermost frame first, up to this thread's
-/// [`CaptureLimit`]; returns how many frames. The slow walker ignores the limit (its frames
-/// above it are trimmed from reports like any runner frame).
+/// Captures the current stack into `buf`, innermost frame first, from `from` (see
+/// [`capture_interned`]) up to this thread's [`CaptureLimit`]; returns how many frames. The
+/// slow walker ignores both (the frames outside are trimmed from reports anyway).
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
+pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES], from: usize) -> usize {
     let limit = capture_limit();
     match unwinder() {
         Unwinder::FramePointers => {
-            let n = walk_frame_pointers(buf, limit);
+            let n = walk_frame_pointers(buf, from, limit);
             if n > 0 {
                 return n;
             }
         }
         Unwinder::CachedCfi => {
-            if let Some(n) = walk_cached_cfi(buf, limit) {
+            if let Some(n) = walk_cached_cfi(buf, from, limit) {
                 return n;
             }
         }
@@ -221,7 +224,11 @@ mod frame_pointers {
     /// thread's stack, so a broken chain ends the walk instead of faulting. Frame records at
     /// or above `limit` are not read (see `CaptureLimit`).
     #[inline(never)]
-    pub(crate) fn walk_frame_pointers(buf: &mut [usize; MAX_FRAMES], limit: usize) -> usize {
+    pub(crate) fn walk_frame_pointers(
+        buf: &mut [usize; MAX_FRAMES],
+        from: usize,
+        limit: usize,
+    ) -> usize {
         let (low, high) = stack_bounds();
         let high = high.min(limit);
         let word = core::mem::size_of::<usize>();
@@ -233,10 +240,23 @@ mod frame_pointers {
         if fp < low {
             return 0;
         }
-        let mut n = 0;
         // Each `fp` is at least `low`: the first was checked, and every next one is strictly
         // above the one before (frames grow downwards: a caller's record is above its
         // callee's), so one comparison with `last` bounds it on both sides.
+        // The frames whose return address lies below `from` are followed, not kept.
+        while fp + word < from {
+            if fp > last || !fp.is_multiple_of(word) {
+                return 0;
+            }
+            // SAFETY: `fp` lies within this thread's mapped stack, [low, last] (checked above),
+            // and is word-aligned.
+            let next = unsafe { *(fp as *const usize) };
+            if next <= fp {
+                return 0;
+            }
+            fp = next;
+        }
+        let mut n = 0;
         for slot in buf.iter_mut() {
             if fp > last || !fp.is_multiple_of(word) {
                 break;
@@ -265,7 +285,11 @@ mod frame_pointers {
 mod frame_pointers {
     use super::*;
 
-    pub(crate) fn walk_frame_pointers(_buf: &mut [usize; MAX_FRAMES], _limit: usize) -> usize {
+    pub(crate) fn walk_frame_pointers(
+        _buf: &mut [usize; MAX_FRAMES],
+        _from: usize,
+        _limit: usize,
+    ) -> usize {
         0
     }
 }
@@ -276,13 +300,13 @@ use frame_pointers::walk_frame_pointers;
 /// `None` where it gives up or does not exist.
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 #[inline(always)]
-fn walk_cached_cfi(buf: &mut [usize; MAX_FRAMES], limit: usize) -> Option<usize> {
-    unwind::walk(buf, frame_pointers::stack_bounds(), limit)
+fn walk_cached_cfi(buf: &mut [usize; MAX_FRAMES], from: usize, limit: usize) -> Option<usize> {
+    unwind::walk(buf, frame_pointers::stack_bounds(), from, limit)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]
 #[inline(always)]
-fn walk_cached_cfi(_buf: &mut [usize; MAX_FRAMES], _limit: usize) -> Option<usize> {
+fn walk_cached_cfi(_buf: &mut [usize; MAX_FRAMES], _from: usize, _limit: usize) -> Option<usize> {
     None
 }
 
@@ -297,11 +321,11 @@ pub(crate) fn calibrate() -> Unwinder {
         return current;
     }
     let mut fast = [0usize; MAX_FRAMES];
-    let fast_len = walk_frame_pointers(&mut fast, usize::MAX);
+    let fast_len = walk_frame_pointers(&mut fast, 0, usize::MAX);
     let mut slow = [0usize; MAX_FRAMES];
     let slow_len = walk_slow(&mut slow);
     let mut cached = [0usize; MAX_FRAMES];
-    let cached_len = walk_cached_cfi(&mut cached, usize::MAX);
+    let cached_len = walk_cached_cfi(&mut cached, 0, usize::MAX);
     let (fast, slow) = (&fast[..fast_len], &slow[..slow_len]);
     // The cached CFI walker must list exactly libgcc's callers.
     let cached = cached_len
@@ -449,7 +473,7 @@ mod tests {
         {
             assert_eq!(unwinder(), Unwinder::CachedCfi);
             let mut buf = [0; MAX_FRAMES];
-            assert!(walk_cached_cfi(&mut buf, usize::MAX).is_some_and(|n| n > 2));
+            assert!(walk_cached_cfi(&mut buf, 0, usize::MAX).is_some_and(|n| n > 2));
         }
     }
 
@@ -457,11 +481,18 @@ mod tests {
     /// CFI walk), from the caller, up to the thread's limit; `None` where neither applies.
     #[inline(never)]
     fn walk_to_limit() -> Option<Vec<usize>> {
+        walk_between(0)
+    }
+
+    /// As [`walk_to_limit`], keeping only the frames whose return address lies at or above
+    /// `from`.
+    #[inline(never)]
+    fn walk_between(from: usize) -> Option<Vec<usize>> {
         let mut buf = [0; MAX_FRAMES];
         let n = match calibrate() {
-            Unwinder::FramePointers => walk_frame_pointers(&mut buf, capture_limit()),
+            Unwinder::FramePointers => walk_frame_pointers(&mut buf, from, capture_limit()),
             Unwinder::CachedCfi => {
-                (0..100).find_map(|_| walk_cached_cfi(&mut buf, capture_limit()))?
+                (0..100).find_map(|_| walk_cached_cfi(&mut buf, from, capture_limit()))?
             }
             Unwinder::Slow | Unwinder::Unknown => return None,
         };
@@ -515,6 +546,44 @@ mod tests {
         let inner = 2u8;
         drop(CaptureLimit::below(&inner));
         assert_eq!(capture_limit(), &outer as *const u8 as usize);
+    }
+
+    /// Walks from `depth` frames below a frame holding a start marker: the whole walk, and the
+    /// walk that starts at the marker.
+    #[inline(never)]
+    fn walks_below_a_marker(depth: u32) -> (Option<Vec<usize>>, Option<Vec<usize>>) {
+        let here = 0u8;
+        let from = std::hint::black_box(&here) as *const u8 as usize;
+        let (mut full, mut started) = (None, None);
+        nest(depth, &mut || {
+            full = walk_between(0);
+            started = walk_between(from);
+        });
+        std::hint::black_box(&here);
+        (full, started)
+    }
+
+    #[test]
+    fn captures_start_at_the_frame_that_holds_the_start_marker() {
+        let (Some(full), Some(started)) = walks_below_a_marker(5) else {
+            eprintln!("note: no walker that honours a start on this target");
+            return;
+        };
+        // The frames below the marker (the walker's callers up to `walks_below_a_marker`: the
+        // closure, `nest` six times) are gone; the rest is the same walk.
+        assert!(started.len() + 6 <= full.len(), "{started:x?} vs {full:x?}");
+        assert_eq!(started[..], full[full.len() - started.len()..]);
+        // The first frame kept is the return address into the caller of the marker's function.
+        let mut name = String::new();
+        backtrace::resolve((started[0] - 1) as *mut core::ffi::c_void, |symbol| {
+            if let Some(n) = symbol.name() {
+                name = n.to_string();
+            }
+        });
+        assert!(
+            name.contains("captures_start_at_the_frame_that_holds_the_start_marker"),
+            "first frame kept is in `{name}`"
+        );
     }
 
     #[test]

@@ -42,10 +42,12 @@ use gimli::{
 #[inline(never)]
 ///
 /// The walk ends (successfully) at the first frame whose return address is stored at or above
-/// `limit`: the frames of whoever called the check (see `stack::CaptureLimit`).
+/// `limit`: the frames of whoever called the check (see `stack::CaptureLimit`). Frames whose
+/// return address is stored below `from` are unwound but not kept (leakcheck's own).
 pub(crate) fn walk(
     buf: &mut [usize; MAX_FRAMES],
     bounds: (usize, usize),
+    from: usize,
     limit: usize,
 ) -> Option<usize> {
     let (pc, sp, bp) = registers();
@@ -86,10 +88,12 @@ pub(crate) fn walk(
         if ret == 0 {
             return Some(n);
         }
-        buf[n] = ret;
-        n += 1;
-        if n == MAX_FRAMES {
-            return Some(n);
+        if ret_slot >= from {
+            buf[n] = ret;
+            n += 1;
+            if n == MAX_FRAMES {
+                return Some(n);
+            }
         }
         lookup = ret - 1;
     }
@@ -568,7 +572,7 @@ mod tests {
         let mut buf = [0; MAX_FRAMES];
         let bounds = super::super::frame_pointers::stack_bounds();
         let cached = (0..100)
-            .find_map(|_| walk(&mut buf, bounds, usize::MAX))
+            .find_map(|_| walk(&mut buf, bounds, 0, usize::MAX))
             .map(|n| buf[..n].to_vec());
         let mut slow = Vec::new();
         backtrace::trace(|frame| {
@@ -673,9 +677,9 @@ mod tests {
         let mut buf = [0; MAX_FRAMES];
         let here = black_box(&buf) as *const _ as usize;
         // A stack that seems to end just above this frame: the walk must give up, not read on.
-        assert_eq!(walk(&mut buf, (0, here + 64), usize::MAX), None);
+        assert_eq!(walk(&mut buf, (0, here + 64), 0, usize::MAX), None);
         // A stack that does not contain this frame at all.
-        assert_eq!(walk(&mut buf, (1, 1), usize::MAX), None);
+        assert_eq!(walk(&mut buf, (1, 1), 0, usize::MAX), None);
     }
 
     // Hand-written frames with exactly known CFI, independent of how Rust code was compiled:
