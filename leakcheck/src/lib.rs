@@ -296,10 +296,13 @@
 //!   (glibc's `free` leaves the freed address behind, and the next block of that size gets
 //!   it), which made real leaks look reachable in our tests, so a block that the body hands to
 //!   a local variable of its caller counts as lost. Like every conservative scan (valgrind's,
-//!   LeakSanitizer's), it reads whole blocks, spare capacity included: a stale address left
-//!   in a `Vec`'s unused capacity can make another leaked block look indirectly lost, or, in
-//!   a reachable block, reachable (seen here: 2 of 10,000 leaks in one run of a benchmark
-//!   that leaks 10,000 `Vec`s with uninitialised capacity).
+//!   LeakSanitizer's), it reads whole blocks, spare capacity included. Blocks made inside a
+//!   check are handed out zeroed, and the part a reallocation adds too (up to 128 KiB), so
+//!   what the memory's previous owner left there cannot point at a leak (it did: a regex
+//!   cache's spare capacity kept a later leak "reachable" once in ~80 parallel runs of the
+//!   accuracy corpus). Stale values the program itself leaves behind (a popped element, a
+//!   removed map entry) can still make another leaked block look indirectly lost, or, in a
+//!   reachable block, reachable.
 //! - The scan runs on x86_64 Linux with glibc. Elsewhere (or with `LEAKCHECK_SCAN=0`) a
 //!   warning says so once, and checks fall back to a warm-up run: a body that can run twice
 //!   (`#[leakcheck]`, [`Check::run`]) runs once first, and every block its measured run leaves

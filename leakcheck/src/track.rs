@@ -197,9 +197,10 @@ static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 /// A block was allocated. The idle path (no check on this thread, none process-wide, the
 /// thread's counters registered) is two compares of the thread's own block and two counter
 /// bumps, all addressed from the thread pointer; everything else is one call out of line, so
-/// that the allocator's `alloc` stays small enough to inline into its callers.
+/// that the allocator's `alloc` stays small enough to inline into its callers. Returns whether
+/// the block is recorded under a scope (the allocator then hands it out zeroed).
 #[inline]
-pub(crate) fn allocated(addr: usize, size: usize) {
+pub(crate) fn allocated(addr: usize, size: usize) -> bool {
     let counted = local::with(
         |local| {
             let idle = local.state() == ThreadState::IDLE.0 && !local.is_slow(local::SLOW_ALLOC);
@@ -210,10 +211,11 @@ pub(crate) fn allocated(addr: usize, size: usize) {
         },
         false,
     );
-    if !counted {
-        cold_path();
-        allocated_out_of_line(addr, size);
+    if counted {
+        return false;
     }
+    cold_path();
+    allocated_out_of_line(addr, size)
 }
 
 /// Marks the branch that calls it as the unlikely one (stable Rust has no `likely`), so the
@@ -223,17 +225,18 @@ pub(crate) fn allocated(addr: usize, size: usize) {
 fn cold_path() {}
 
 #[inline(never)]
-fn allocated_out_of_line(addr: usize, size: usize) {
+fn allocated_out_of_line(addr: usize, size: usize) -> bool {
     crate::stats::allocated(size); // leakcheck::stats() (issue 5)
     let state = thread_state();
     if state == ThreadState::IDLE {
-        if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
-            record_process_wide(addr, size);
-        }
+        PROCESS_SCOPE.load(Ordering::Relaxed) != 0 && record_process_wide(addr, size)
     } else if state.records_own() {
         record(addr, size, state.scope());
+        true
     } else if !state.is_blocked() && state.scope() != 0 {
-        record_inherited(addr, size, state.scope());
+        record_inherited(addr, size, state.scope())
+    } else {
+        false
     }
 }
 
@@ -357,9 +360,9 @@ fn reallocated_with_stats(old: &Record, new_size: usize) {
 }
 
 #[inline(never)]
-fn record_process_wide(addr: usize, size: usize) {
+fn record_process_wide(addr: usize, size: usize) -> bool {
     if is_main_thread() && !PROCESS_INCLUDES_MAIN.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     // Pairs with the release store in `arm`: the scope's entry in TABLE_USERS is visible
     // before this block's record, so whichever thread frees the block looks it up.
@@ -373,19 +376,22 @@ fn record_process_wide(addr: usize, size: usize) {
             table::remove(addr);
         }
     }
+    scope != 0
 }
 
 #[inline(never)]
-fn record_inherited(addr: usize, size: usize, scope: u32) {
+fn record_inherited(addr: usize, size: usize, scope: u32) -> bool {
     if is_active(scope) {
         record(addr, size, scope);
         if slot_of(scope).id.load(Ordering::SeqCst) != scope {
             // The check ended while the record was made (its drain may have missed it).
             table::remove(addr);
         }
+        true
     } else {
         // The check that started this thread is over: stop tracking here for good.
         set_thread_state(ThreadState::IDLE);
+        false
     }
 }
 

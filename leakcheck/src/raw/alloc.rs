@@ -73,8 +73,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees (`layout` has non-zero size).
         let ptr = unsafe { self.inner.alloc(layout) };
-        if !ptr.is_null() {
-            track::allocated(ptr as usize, layout.size());
+        if !ptr.is_null() && track::allocated(ptr as usize, layout.size()) {
+            // SAFETY: `ptr` is a fresh block of `layout.size()` bytes, ours until returned.
+            unsafe { wipe(ptr, 0, layout.size()) };
         }
         ptr
     }
@@ -84,7 +85,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
         // SAFETY: forwarded with the caller's guarantees.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            track::allocated(ptr as usize, layout.size());
+            // Already zeroed: nothing to wipe.
+            let _ = track::allocated(ptr as usize, layout.size());
         }
         ptr
     }
@@ -100,9 +102,38 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let moving = track::reallocating(ptr as usize);
+        let tracked = moving.is_some();
         // SAFETY: forwarded with the caller's guarantees.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
         track::reallocated(moving, layout.size(), new_ptr as usize, new_size);
+        if tracked && !new_ptr.is_null() && new_size > layout.size() {
+            // SAFETY: `new_ptr` is the reallocated block of `new_size` bytes; the bytes past
+            // the old size are new and not yet the caller's.
+            unsafe { wipe(new_ptr, layout.size(), new_size) };
+        }
         new_ptr
+    }
+}
+
+/// Blocks above this size are not wiped past it: glibc serves them from fresh (zeroed) pages
+/// unless large frees have raised its threshold, and wiping megabytes the program may never
+/// touch would cost pages as well as time.
+const WIPE_LIMIT: usize = 128 * 1024;
+
+/// Zeroes bytes `from..to` (up to [`WIPE_LIMIT`]) of a tracked block before the program gets
+/// it. The allocator hands out memory as its last owner left it, addresses of freed blocks
+/// included, and a conservative scan cannot tell a block's spare capacity from its contents: a
+/// stale address there, which a leak later reuses, made the leak look reachable and pass.
+/// Zeroing is invisible to a correct program (fresh memory is uninitialised to it).
+///
+/// # Safety
+/// `ptr..ptr + to` must be a block the caller owns and may write.
+#[cold]
+#[inline(never)]
+unsafe fn wipe(ptr: *mut u8, from: usize, to: usize) {
+    let to = to.min(WIPE_LIMIT);
+    if from < to {
+        // SAFETY: inside the block (the caller's contract), `from < to`.
+        unsafe { ptr.add(from).write_bytes(0, to - from) };
     }
 }
