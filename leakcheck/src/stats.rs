@@ -104,26 +104,20 @@ static RETIRED: [AtomicU64; FIELDS] = [const { AtomicU64::new(0) }; FIELDS];
 static PEAK: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Whether this thread has registered its counters, or counts as retired (exited, or the
-    /// registry was full). Read only in the cold path.
-    static SLOT_STATE: Cell<SlotState> = const { Cell::new(SlotState::Unassigned) };
+    /// Whether this thread has tried to register its counters (whether it is registered now is
+    /// its block's to say). A thread that tried and is not registered counts in the retired
+    /// totals: it has exited, or the registry was full. Read only in the cold path.
+    static TRIED_TO_REGISTER: Cell<bool> = const { Cell::new(false) };
     /// Its destructor takes the thread out of the registry when the thread exits. Touched once
     /// per thread, in the cold path.
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    Unassigned,
-    Assigned,
-    Retired,
 }
 
 struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
+        let _ = TRIED_TO_REGISTER.try_with(|t| t.set(true));
         local::retire_this_thread(fold_into_retired);
     }
 }
@@ -194,10 +188,10 @@ fn count(first: (usize, u64), second: (usize, u64)) {
 #[cold]
 #[inline(never)]
 fn slow(field: usize, n: u64, field2: usize, n2: u64) {
-    let registered = match SLOT_STATE.try_with(Cell::get) {
-        Ok(SlotState::Unassigned) => register(),
-        _ => false,
-    };
+    let registered = TRIED_TO_REGISTER
+        .try_with(|t| !t.replace(true))
+        .unwrap_or(false)
+        && register();
     for (field, n) in [(field, n), (field2, n2)] {
         let counted = registered
             && local::with(
@@ -213,10 +207,9 @@ fn slow(field: usize, n: u64, field2: usize, n2: u64) {
     }
 }
 
+/// Registers the calling thread, once (the caller marked the try). Anything it does while it
+/// registers counts as retired, and so does all it does if it cannot register.
 fn register() -> bool {
-    // Anything this thread does while it registers counts as retired, and so does all it
-    // does if it cannot register.
-    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Retired));
     // Fails when the thread's thread-locals are being destroyed already: then nothing would
     // take it out of the registry before its memory goes.
     if EXIT_GUARD.try_with(|_| ()).is_err() {
@@ -224,11 +217,7 @@ fn register() -> bool {
     }
     // The registry's lock must not stay held, in a forked child, by a thread it lacks.
     crate::raw::prepare_for_fork();
-    if !local::register_this_thread() {
-        return false;
-    }
-    let _ = SLOT_STATE.try_with(|s| s.set(SlotState::Assigned));
-    true
+    local::register_this_thread()
 }
 
 /// In a freshly forked child: the threads that did not come along count as exited.

@@ -451,17 +451,9 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
         let mut slots = shard.lock();
-        if slots.len == 0 {
-            // Small arrays stay for the next check (at most 4 MiB over all shards): freeing
-            // them and growing them back from nothing in the next test cost a test suite a
-            // tenth of what it spent in leakcheck outside its allocations.
-            if slots.capacity > SMALL_CAPACITY {
-                slots.resize(0);
-            }
-            continue;
-        }
         let mut i = 0;
-        while i < slots.capacity {
+        // An emptied shard (a kept array included) is not walked.
+        while i < slots.capacity && slots.len != 0 {
             let record = slots.slots()[i];
             if record.addr() != 0 && record.tag() == tag {
                 if out.len() == out.capacity() {
@@ -475,6 +467,9 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
             i += 1;
         }
         if slots.len == 0 {
+            // Small arrays stay for the next check (at most 4 MiB over all shards): freeing
+            // them and growing them back from nothing in the next test cost a test suite a
+            // tenth of what it spent in leakcheck outside its allocations.
             if slots.capacity > SMALL_CAPACITY {
                 slots.resize(0);
             }
