@@ -1,14 +1,18 @@
 //! The record table: which live blocks were allocated under which scope, and from where.
 //!
-//! A global, fixed set of 4096 shards, each a small open-addressing hash table behind its own
-//! spin lock, grouped by address region (see [`locate`]) so that two threads rarely touch
-//! the same shard and the cache lines of locks do not bounce between cores (a handful of
-//! shared shards, as in `dashmap`'s default, costs 12x at two threads on this workload). Deletion uses backward shifting, so there are no
-//! tombstones to pile up over a long test run. Slot arrays come straight from `System`, never
-//! from the global allocator, so the table cannot re-enter leakcheck.
+//! A global, fixed set of 4096 shards, each a small hash table (`hashbrown`'s SwissTable)
+//! behind its own spin lock, grouped by address region (see [`locate`]) so that two threads
+//! rarely touch the same shard and the cache lines of locks do not bounce between cores (a
+//! handful of shared shards, as in `dashmap`'s default, costs 12x at two threads on this
+//! workload). Slot arrays come straight from `System`, never from the global allocator, so the
+//! table cannot re-enter leakcheck, and every growth is fallible: a record that finds no room
+//! leaves its block untracked (and counted as such), never aborts the program.
 
 use super::spin::{SpinGuard, SpinLock};
+use allocator_api2::alloc::{AllocError, Allocator};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
+use hashbrown::hash_table::{Entry, HashTable};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// One tracked live block.
@@ -81,20 +85,38 @@ impl Packed {
 }
 const SHARD_BITS: u32 = 12;
 const SHARDS: usize = 1 << SHARD_BITS;
-const MIN_CAPACITY: usize = 16;
-/// Tables up to this many slots keep a lower load (see [`Slots::is_full`]).
-const SMALL_CAPACITY: usize = 64;
+/// Emptied tables up to this many buckets keep their array (see [`drain_tag`]).
+const KEPT_BUCKETS: usize = 64;
 
-struct Slots {
-    ptr: *mut Packed,
-    /// Always zero or a power of two.
-    capacity: usize,
-    len: usize,
+/// A shard's records: a SwissTable (`hashbrown`), whose probes compare 16 control bytes at a
+/// time, so finding, inserting and removing a record take no data-dependent branch in the
+/// common case. The linear-probing table this replaced mispredicted about once per tracked
+/// alloc+free pair (its probe and backward-shift loops ran 0, 1 or 2 steps at random).
+type Slots = HashTable<Packed, TableAlloc>;
+
+/// The slot arrays' allocator: `System` directly, so the table never re-enters leakcheck.
+struct TableAlloc;
+
+// SAFETY: `allocate` returns a block from `System` of at least `layout.size()` bytes with
+// `layout`'s alignment, or an error; `deallocate` hands back to `System` exactly such blocks,
+// with their layout (hashbrown's contract).
+unsafe impl Allocator for TableAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if REFUSE_GROWTH.load(Ordering::Relaxed) || layout.size() == 0 {
+            return Err(AllocError);
+        }
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { System.alloc(layout) };
+        NonNull::new(ptr)
+            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
+            .ok_or(AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` came from `allocate` with this `layout` (the caller's contract).
+        unsafe { System.dealloc(ptr.as_ptr(), layout) }
+    }
 }
-
-// SAFETY: `Slots` owns its array exclusively (allocated from `System`, freed only by `Slots`);
-// moving that ownership to another thread is sound.
-unsafe impl Send for Slots {}
 
 #[repr(align(64))]
 struct Shard {
@@ -121,22 +143,19 @@ impl Shard {
 
     /// Publishes whether the shard, locked by `slots`, holds records.
     fn note_len(&self, slots: &Slots) {
-        self.has_records.store(slots.len != 0, Ordering::Relaxed);
+        self.has_records.store(!slots.is_empty(), Ordering::Relaxed);
     }
 }
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     Shard {
-        slots: SpinLock::new(Slots {
-            ptr: core::ptr::null_mut(),
-            capacity: 0,
-            len: 0,
-        }),
+        slots: SpinLock::new(HashTable::new_in(TableAlloc)),
         has_records: AtomicBool::new(false),
     }
 }; SHARDS];
 
-/// Fault injection for tests: while set, no shard grows, as if `System` were out of memory.
+/// Fault injection for tests: while set, no shard allocates, as if `System` were out of
+/// memory.
 static REFUSE_GROWTH: AtomicBool = AtomicBool::new(false);
 
 /// See [`REFUSE_GROWTH`].
@@ -152,6 +171,11 @@ fn mix(addr: usize) -> u64 {
     x ^ (x >> 29)
 }
 
+/// The hash a stored record's table probes with (hashbrown calls it when it resizes).
+fn rehash(record: &Packed) -> u64 {
+    mix(record.addr())
+}
+
 /// Blocks within one aligned 64 KiB region share a group of shards, and their addresses spread
 /// them over its shards. Allocators hand each thread its own memory (glibc: one arena per
 /// thread, 64 MiB apart), so two threads mostly work in different groups and the cache lines of
@@ -161,179 +185,40 @@ fn mix(addr: usize) -> u64 {
 /// slow (+35% instructions per operation), hence groups.
 const REGION_BITS: u32 = 16;
 const GROUP_BITS: u32 = 6;
+/// Where in the hash the shard's member bits come from: the middle, because the table takes
+/// its home bucket from the low bits and its 7-bit control tag from the top ones (bits the
+/// records of one shard must not all share).
+const MEMBER_SHIFT: u32 = 32;
 
-/// Where an address lives: its shard, and the hash its shard's table probes from. One [`mix`]
-/// per operation: its top [`GROUP_BITS`] bits pick the shard within the region's group, its low
-/// bits the home slot (independent bits, so a shard's records still spread over its slots).
-/// Consecutive regions are spread over the groups by a multiplication (Fibonacci hashing).
+/// Where an address lives: its shard, and the hash its shard's table probes with. One [`mix`]
+/// per operation: [`GROUP_BITS`] of its middle bits pick the shard within the region's group;
+/// the table uses its low and top bits. Consecutive regions are spread over the groups by a
+/// multiplication (Fibonacci hashing).
 #[inline]
 fn locate(addr: usize) -> (&'static Shard, u64) {
     let hash = mix(addr);
     let region = (addr >> REGION_BITS) as u64;
     let group = region.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - (SHARD_BITS - GROUP_BITS));
-    let member = hash >> (64 - GROUP_BITS);
+    let member = (hash >> MEMBER_SHIFT) & ((1 << GROUP_BITS) - 1);
     (
         &SHARD_TABLE[((group << GROUP_BITS) | member) as usize],
         hash,
     )
 }
 
-impl Slots {
-    fn slots(&self) -> &[Packed] {
-        if self.capacity == 0 {
-            return &[];
-        }
-        // SAFETY: `ptr` points to `capacity` initialised records owned by `self`.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.capacity) }
-    }
-
-    /// The slot array for a walk over the whole table: empty when no slot is occupied (a kept
-    /// array of an emptied shard costs the walk nothing).
-    fn occupied_slots(&self) -> &[Packed] {
-        if self.len == 0 {
-            return &[];
-        }
-        self.slots()
-    }
-
-    fn slots_mut(&mut self) -> &mut [Packed] {
-        if self.capacity == 0 {
-            return &mut [];
-        }
-        // SAFETY: as in `slots`, and `&mut self` guarantees exclusive access.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.capacity) }
-    }
-
-    /// Whether one more record would push the table past its maximum load: 13/16 for large
-    /// tables (16-byte records at 13/16 cost 29 bytes per live block on average over a doubling
-    /// cycle), 1/2 for small ones, whose probe runs and backward shifts this keeps short on
-    /// the hot path while costing at most 4096 shards x 64 slots x 16 bytes = 4 MiB in all.
-    fn is_full(&self) -> bool {
-        if self.capacity <= SMALL_CAPACITY {
-            (self.len + 1) * 2 > self.capacity
-        } else {
-            (self.len + 1) * 16 > self.capacity * 13
-        }
-    }
-
-    fn home(&self, hash: u64) -> usize {
-        hash as usize & (self.capacity - 1)
-    }
-
-    /// The slot holding `addr`'s record, or else the empty slot that ends its probe run (where
-    /// it would go). The table must have at least one slot, and an empty one.
-    fn probe(&self, addr: usize, hash: u64) -> usize {
-        let slots = self.slots();
-        let mask = self.capacity - 1;
-        let mut i = self.home(hash);
-        loop {
-            let slot = slots[i].addr();
-            if slot == addr || slot == 0 {
-                return i;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    fn find(&self, addr: usize, hash: u64) -> Option<usize> {
-        if self.capacity == 0 {
-            return None;
-        }
-        let i = self.probe(addr, hash);
-        (self.slots()[i].addr() != 0).then_some(i)
-    }
-
-    /// Stores a record in its slot: over the stale record of the same address (a block freed
-    /// behind our back, e.g. by a foreign allocator: the new block wins), or in the empty slot
-    /// that ends its probe run. The table must have room.
-    fn put(&mut self, record: Packed, hash: u64) {
-        let i = self.probe(record.addr(), hash);
-        if self.slots()[i].addr() == 0 {
-            self.len += 1;
-        }
-        self.slots_mut()[i] = record;
-    }
-
-    /// Moves the records into a new array of `capacity` slots (0 frees the array). Returns
-    /// false, leaving the table unchanged, if `System` has no memory for it.
-    fn resize(&mut self, capacity: usize) -> bool {
-        if capacity > self.capacity && REFUSE_GROWTH.load(Ordering::Relaxed) {
-            return false;
-        }
-        let old = Slots {
-            ptr: self.ptr,
-            capacity: self.capacity,
-            len: self.len,
-        };
-        if capacity == 0 {
-            self.ptr = core::ptr::null_mut();
-        } else {
-            let Ok(layout) = Layout::array::<Packed>(capacity) else {
-                return false;
-            };
-            // SAFETY: `layout` has a non-zero size. All-zero bytes are a valid `Packed` (EMPTY).
-            let ptr = unsafe { System.alloc_zeroed(layout) }.cast::<Packed>();
-            if ptr.is_null() {
-                return false;
-            }
-            self.ptr = ptr;
-        }
-        self.capacity = capacity;
-        self.len = 0;
-        for record in old.slots() {
-            if record.addr() != 0 {
-                self.put(*record, mix(record.addr()));
-            }
-        }
-        old.free();
-        true
-    }
-
-    fn free(self) {
-        if self.capacity != 0 {
-            // SAFETY: `ptr` was allocated by `System` with exactly this layout in `resize`.
-            unsafe {
-                System.dealloc(
-                    self.ptr.cast(),
-                    Layout::array::<Packed>(self.capacity).unwrap_unchecked(),
-                )
-            };
-        }
-    }
-
-    /// Removes the record in slot `hole`, shifting later members of its probe run back so
-    /// that lookups never stop early at the gap.
-    fn remove_at(&mut self, mut hole: usize) -> Packed {
-        let mask = self.capacity - 1;
-        let removed = self.slots()[hole];
-        let mut next = hole;
-        loop {
-            next = (next + 1) & mask;
-            let candidate = self.slots()[next];
-            if candidate.addr() == 0 {
-                break;
-            }
-            let home = self.home(mix(candidate.addr()));
-            // The candidate may move into the hole unless its home lies cyclically in
-            // (hole, next]: moving it before its home would hide it from lookups.
-            let stays = if hole <= next {
-                hole < home && home <= next
-            } else {
-                hole < home || home <= next
-            };
-            if !stays {
-                self.slots_mut()[hole] = candidate;
-                hole = next;
-            }
-        }
-        self.slots_mut()[hole] = EMPTY;
-        self.len -= 1;
-        removed
-    }
+/// The records of a table, for a walk over the whole table: none when the table is empty
+/// (a kept array costs the walk nothing).
+fn occupied(slots: &Slots) -> impl Iterator<Item = &Packed> {
+    (!slots.is_empty())
+        .then(|| slots.iter())
+        .into_iter()
+        .flatten()
 }
 
 /// Records a live block. Returns false if the table could not grow, or the record does not fit
-/// in 16 bytes (the block then goes untracked; the caller counts it).
+/// in 16 bytes (the block then goes untracked; the caller counts it). A stale record of the
+/// same address (a block freed behind our back, e.g. by a foreign allocator) is replaced: the
+/// new block wins.
 #[inline]
 pub(crate) fn insert(record: Record) -> bool {
     let Some(packed) = Packed::pack(&record) else {
@@ -341,14 +226,21 @@ pub(crate) fn insert(record: Record) -> bool {
     };
     let (shard, hash) = locate(record.addr);
     let mut slots = shard.lock();
-    if slots.is_full() {
-        let capacity = (slots.capacity * 2).max(MIN_CAPACITY);
-        if !slots.resize(capacity) {
-            return false;
+    // Growing first, fallibly: the table's own growth inside `entry` would abort the process
+    // when `System` has no memory.
+    if slots.try_reserve(1, rehash).is_err() {
+        return false;
+    }
+    let was_empty = slots.is_empty();
+    match slots.entry(hash, |r| r.addr() == record.addr, rehash) {
+        Entry::Occupied(mut stale) => *stale.get_mut() = packed,
+        Entry::Vacant(slot) => {
+            slot.insert(packed);
         }
     }
-    slots.put(packed, hash);
-    shard.note_len(&slots);
+    if was_empty {
+        shard.note_len(&slots);
+    }
     true
 }
 
@@ -371,14 +263,16 @@ pub(crate) fn remove(addr: usize) -> Option<Record> {
 #[inline(never)]
 fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Packed {
     let mut slots = shard.lock();
-    let Some(i) = slots.find(addr, hash) else {
+    let Ok(found) = slots.find_entry(hash, |r| r.addr() == addr) else {
         return EMPTY;
     };
     // An emptied shard keeps its array: with ~1 live block per shard, freeing it here and
     // allocating it again on the next insert was half the cost of a tracked alloc+free.
-    // Draining a scope frees empty arrays larger than SMALL_CAPACITY.
-    let removed = slots.remove_at(i);
-    shard.note_len(&slots);
+    // Draining a scope frees empty arrays larger than KEPT_BUCKETS.
+    let (removed, _) = found.remove();
+    if slots.is_empty() {
+        shard.note_len(&slots);
+    }
     removed
 }
 
@@ -389,36 +283,27 @@ pub(crate) fn retag(addr: usize, from: u8, to: u8) -> bool {
     let Some(mut slots) = shard.lock_if_used() else {
         return false;
     };
-    let Some(i) = slots.find(addr, hash) else {
-        return false;
-    };
-    let record = &mut slots.slots_mut()[i];
-    if record.tag() != from {
-        return false;
+    match slots.find_mut(hash, |r| r.addr() == addr) {
+        Some(record) if record.tag() == from => {
+            record.set_tag(to);
+            true
+        }
+        _ => false,
     }
-    record.set_tag(to);
-    true
 }
 
 /// Whether a block is tracked (and under which scope).
 pub(crate) fn lookup(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
     let slots = shard.lock_if_used()?;
-    slots.find(addr, hash).map(|i| slots.slots()[i].unpack())
+    slots.find(hash, |r| r.addr() == addr).map(Packed::unpack)
 }
 
 /// How many live records carry `tag`.
 pub(crate) fn count_tag(tag: u8) -> usize {
     SHARD_TABLE
         .iter()
-        .map(|shard| {
-            shard
-                .lock()
-                .occupied_slots()
-                .iter()
-                .filter(|r| r.addr() != 0 && r.tag() == tag)
-                .count()
-        })
+        .map(|shard| occupied(&shard.lock()).filter(|r| r.tag() == tag).count())
         .sum()
 }
 
@@ -430,11 +315,7 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
         let mut complete = true;
         for shard in &SHARD_TABLE {
             let slots = shard.lock();
-            for record in slots
-                .occupied_slots()
-                .iter()
-                .filter(|r| r.addr() != 0 && r.tag() == tag)
-            {
+            for record in occupied(&slots).filter(|r| r.tag() == tag) {
                 if out.len() == out.capacity() {
                     complete = false;
                     break;
@@ -451,45 +332,50 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
         let mut slots = shard.lock();
-        let mut i = 0;
-        // An emptied shard (a kept array included) is not walked.
-        while i < slots.capacity && slots.len != 0 {
-            let record = slots.slots()[i];
-            if record.addr() != 0 && record.tag() == tag {
-                if out.len() == out.capacity() {
-                    complete = false;
-                    break;
-                }
-                out.push(slots.remove_at(i).unpack());
-                // Backward shifting may have moved a later record into slot `i`: look again.
-                continue;
-            }
-            i += 1;
+        if slots.is_empty() {
+            continue;
         }
-        if slots.len == 0 {
-            // Small arrays stay for the next check (at most 4 MiB over all shards): freeing
-            // them and growing them back from nothing in the next test cost a test suite a
-            // tenth of what it spent in leakcheck outside its allocations.
-            if slots.capacity > SMALL_CAPACITY {
-                slots.resize(0);
+        let mut room = out.capacity() - out.len();
+        let taken = slots.extract_if(|r| {
+            let take = r.tag() == tag && room != 0;
+            room -= usize::from(take);
+            complete &= take || r.tag() != tag;
+            take
+        });
+        out.extend(taken.map(|r| r.unpack()));
+        if slots.is_empty() {
+            // Small arrays stay for the next check: freeing them and growing them back from
+            // nothing in the next test cost a test suite a tenth of what it spent in
+            // leakcheck outside its allocations.
+            if slots.num_buckets() > KEPT_BUCKETS {
+                *slots = HashTable::new_in(TableAlloc);
             }
-        } else if slots.capacity > MIN_CAPACITY * 4 && slots.len * 8 < slots.capacity {
-            let capacity = (slots.len * 2).next_power_of_two().max(MIN_CAPACITY);
-            slots.resize(capacity);
+        } else if slots.num_buckets() > KEPT_BUCKETS && slots.len() * 8 < slots.num_buckets() {
+            shrink(&mut slots);
         }
         shard.note_len(&slots);
     }
     complete
 }
 
+/// Moves a sparse table's records into a smaller array; keeps the table as it is if `System`
+/// has no memory for one (the table's own `shrink_to` would abort the process).
+fn shrink(slots: &mut Slots) {
+    let mut smaller = HashTable::new_in(TableAlloc);
+    if smaller.try_reserve(slots.len() * 2, rehash).is_err() {
+        return;
+    }
+    for record in slots.drain() {
+        smaller.insert_unique(rehash(&record), record, rehash);
+    }
+    *slots = smaller;
+}
+
 /// Bytes of bookkeeping currently held by the table (slot arrays), for the benchmarks.
 pub(crate) fn footprint() -> (usize, usize) {
     SHARD_TABLE.iter().fold((0, 0), |(bytes, live), shard| {
         let slots = shard.lock();
-        (
-            bytes + slots.capacity * core::mem::size_of::<Packed>(),
-            live + slots.len,
-        )
+        (bytes + slots.allocation_size(), live + slots.len())
     })
 }
 
@@ -504,11 +390,11 @@ pub(crate) fn recover_after_fork() {
         if shard.slots.is_locked() {
             shard.slots.force_unlock();
             let mut slots = shard.lock();
-            *slots = Slots {
-                ptr: core::ptr::null_mut(),
-                capacity: 0,
-                len: 0,
-            };
+            // Abandoned, not dropped: dropping would read the torn control bytes.
+            core::mem::forget(core::mem::replace(
+                &mut *slots,
+                HashTable::new_in(TableAlloc),
+            ));
             shard.note_len(&slots);
         }
     }
@@ -550,23 +436,17 @@ mod tests {
     }
 
     #[test]
-    fn small_tables_grow_at_half_load_large_ones_at_thirteen_sixteenths() {
-        let full_at = |capacity: usize| {
-            (0..=capacity)
-                .find(|&len| {
-                    Slots {
-                        ptr: core::ptr::null_mut(),
-                        capacity,
-                        len,
-                    }
-                    .is_full()
-                })
-                .unwrap()
-        };
-        assert_eq!(full_at(16), 8);
-        assert_eq!(full_at(SMALL_CAPACITY), SMALL_CAPACITY / 2);
-        assert_eq!(full_at(128), 104);
-        assert_eq!(full_at(1 << 20), (1 << 20) / 16 * 13);
+    fn a_stale_record_of_the_same_address_is_replaced_not_duplicated() {
+        let addr = 0x7f00_beef_0000usize;
+        assert!(insert(rec(addr, 202)));
+        assert!(insert(Record {
+            size: 7,
+            ..rec(addr, 203)
+        }));
+        assert_eq!(count_tag(202), 0);
+        assert_eq!(lookup(addr).map(|r| (r.size, r.tag)), Some((7, 203)));
+        assert_eq!(remove(addr).map(|r| r.tag), Some(203));
+        assert_eq!(remove(addr), None);
     }
 
     #[test]
