@@ -6,6 +6,7 @@
 //! touch thread-locals that are const-initialised and have no `Drop`.
 
 pub(crate) mod alloc;
+pub(crate) mod biased;
 pub(crate) mod exit;
 pub(crate) mod intern;
 pub(crate) mod local;
@@ -42,6 +43,7 @@ pub(crate) fn prepare_for_fork() {
     {
         static REGISTERED: std::sync::Once = std::sync::Once::new();
         extern "C" fn in_child() {
+            biased::membarrier::forget_registration();
             table::recover_after_fork();
             crate::stats::recover_after_fork();
             intern::recover_after_fork();

@@ -8,7 +8,7 @@
 //! table cannot re-enter leakcheck, and every growth is fallible: a record that finds no room
 //! leaves its block untracked (and counted as such), never aborts the program.
 
-use super::spin::{SpinGuard, SpinLock};
+use super::biased::{self, BiasedGuard, BiasedLock};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -120,7 +120,9 @@ unsafe impl Allocator for TableAlloc {
 
 #[repr(align(64))]
 struct Shard {
-    slots: SpinLock<Slots>,
+    /// Biased to the thread that uses the shard (see `raw::biased`): with one thread at work,
+    /// no atomic read-modify-write per operation.
+    slots: BiasedLock<Slots>,
     /// Whether `slots` holds any record, readable without the lock: a free of a block that no
     /// shard can hold (the common case outside checks, once some check has retained a lazy
     /// static's blocks and frees must look) costs a load instead of a locked lookup. Written
@@ -130,15 +132,18 @@ struct Shard {
 }
 
 impl Shard {
-    fn lock(&self) -> SpinGuard<'_, Slots> {
-        self.slots.lock()
+    #[inline]
+    fn lock(&self) -> BiasedGuard<'_, Slots> {
+        self.slots.lock(biased::my_token())
     }
 
-    /// Locks the shard if it holds records.
-    fn lock_if_used(&self) -> Option<SpinGuard<'_, Slots>> {
+    /// Locks the shard, if it holds records, without taking its bias: for lookups and walks,
+    /// which the shard's own thread should not have to revoke afterwards. A record stored
+    /// before the caller started (in happens-before order) shows in `has_records`.
+    fn lock_if_used(&self) -> Option<BiasedGuard<'_, Slots>> {
         self.has_records
             .load(Ordering::Relaxed)
-            .then(|| self.slots.lock())
+            .then(|| self.slots.lock_passing(biased::my_token()))
     }
 
     /// Publishes whether the shard, locked by `slots`, holds records.
@@ -149,7 +154,7 @@ impl Shard {
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     Shard {
-        slots: SpinLock::new(HashTable::new_in(TableAlloc)),
+        slots: BiasedLock::new(HashTable::new_in(TableAlloc)),
         has_records: AtomicBool::new(false),
     }
 }; SHARDS];
@@ -303,7 +308,8 @@ pub(crate) fn lookup(addr: usize) -> Option<Record> {
 pub(crate) fn count_tag(tag: u8) -> usize {
     SHARD_TABLE
         .iter()
-        .map(|shard| occupied(&shard.lock()).filter(|r| r.tag() == tag).count())
+        .filter_map(Shard::lock_if_used)
+        .map(|slots| occupied(&slots).filter(|r| r.tag() == tag).count())
         .sum()
 }
 
@@ -313,8 +319,7 @@ pub(crate) fn count_tag(tag: u8) -> usize {
 pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
     if !drain {
         let mut complete = true;
-        for shard in &SHARD_TABLE {
-            let slots = shard.lock();
+        for slots in SHARD_TABLE.iter().filter_map(Shard::lock_if_used) {
             for record in occupied(&slots).filter(|r| r.tag() == tag) {
                 if out.len() == out.capacity() {
                     complete = false;
@@ -331,10 +336,9 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
 fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
-        let mut slots = shard.lock();
-        if slots.is_empty() {
+        let Some(mut slots) = shard.lock_if_used() else {
             continue;
-        }
+        };
         let mut room = out.capacity() - out.len();
         let taken = slots.extract_if(|r| {
             let take = r.tag() == tag && room != 0;
@@ -371,24 +375,34 @@ fn shrink(slots: &mut Slots) {
     *slots = smaller;
 }
 
+/// The calling thread is exiting: its shards' biases go back, so the next thread to use them
+/// gets them without revoking.
+pub(crate) fn release_biases() {
+    if let Some(token) = biased::thread_exiting() {
+        for shard in &SHARD_TABLE {
+            shard.slots.release(token);
+        }
+    }
+}
+
 /// Bytes of bookkeeping currently held by the table (slot arrays), for the benchmarks.
 pub(crate) fn footprint() -> (usize, usize) {
     SHARD_TABLE.iter().fold((0, 0), |(bytes, live), shard| {
-        let slots = shard.lock();
+        let slots = shard.slots.lock_passing(biased::my_token());
         (bytes + slots.allocation_size(), live + slots.len())
     })
 }
 
 /// In a freshly forked child only the forking thread exists: a shard that another thread held
-/// at the fork stays locked forever, and its slots may be half-updated (a record placed but
-/// not counted, one shifted back but not yet cleared). Such a shard is emptied, abandoning its
+/// at the fork (its lock, or its bias with the owner inside) stays held forever, and its
+/// slots may be half-updated (a record placed but its control byte not yet written). Such a shard is emptied, abandoning its
 /// array: the child loses the records of the blocks hashed there (made before the fork, by the
 /// parent's checks) but never reads a torn table. Runs in the child
 /// before it returns from `fork`, single-threaded; it does not allocate.
 pub(crate) fn recover_after_fork() {
+    let forking_thread = biased::my_token();
     for shard in &SHARD_TABLE {
-        if shard.slots.is_locked() {
-            shard.slots.force_unlock();
+        if shard.slots.reset_after_fork(forking_thread) {
             let mut slots = shard.lock();
             // Abandoned, not dropped: dropping would read the torn control bytes.
             core::mem::forget(core::mem::replace(
