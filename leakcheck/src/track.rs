@@ -2,9 +2,9 @@
 //! the bookkeeping of blocks made inside a scope.
 //!
 //! The idle path (no check anywhere) reads only the thread's own const-initialised block
-//! (`raw::local`): its scope word and the slow bits that checks set in every thread's block
-//! when they start and clear when they end. Nothing here takes a lock that allocates, panics
-//! or formats.
+//! (`raw::local`): its byte of slow bits, which checks set in every thread's block when they
+//! start and clear when they end, and which also says whether the thread's own scope word is
+//! non-zero. Nothing here takes a lock that allocates, panics or formats.
 #![forbid(unsafe_code)]
 
 use crate::raw::local;
@@ -99,7 +99,8 @@ pub(crate) struct ScopeStats {
 /// non-zero inside leakcheck's own bookkeeping, while a report is built, inside `ignore`), and
 /// whether the scope came from the thread that created this one (bit 48; such a scope may end
 /// while this thread runs, so it is checked against the active scopes before each record).
-/// Zero means idle: the common case costs one compare.
+/// Zero means idle; whether it is zero is also a slow bit (`local::SLOW_OWN`), so that the
+/// common case costs one test of one byte, shared with the process-wide bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ThreadState(u64);
 
@@ -195,15 +196,16 @@ static STACKLESS: AtomicU64 = AtomicU64::new(0);
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 /// A block was allocated. The idle path (no check on this thread, none process-wide, the
-/// thread's counters registered) is two compares of the thread's own block and two counter
-/// bumps, all addressed from the thread pointer; everything else is one call out of line, so
-/// that the allocator's `alloc` stays small enough to inline into its callers. Returns whether
-/// the block is recorded under a scope (the allocator then hands it out zeroed).
+/// thread's counters registered) is one test of the thread's slow bits and two counter bumps,
+/// all addressed from the thread pointer; everything else is one call out of line, so that the
+/// allocator's `alloc` stays small enough to inline into its callers. Returns whether the
+/// block is recorded under a scope (the allocator then hands it out zeroed).
 #[inline]
 pub(crate) fn allocated(addr: usize, size: usize) -> bool {
     let counted = local::with(
         |local| {
-            let idle = local.state() == ThreadState::IDLE.0 && !local.is_slow(local::SLOW_ALLOC);
+            // SLOW_OWN stands for "state != IDLE", so the word itself need not be loaded.
+            let idle = !local.is_slow(local::SLOW_ALLOC | local::SLOW_OWN);
             if idle {
                 crate::stats::count_allocation(local, size); // leakcheck::stats() (issue 5)
             }
@@ -241,7 +243,7 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
 }
 
 /// A block is being freed. While no scope has records (and the thread is registered), that
-/// is a compare of the thread's own block and two counter bumps.
+/// is one test of the thread's slow bits and two counter bumps.
 #[inline]
 pub(crate) fn freeing(addr: usize, size: usize) {
     let counted = local::with(

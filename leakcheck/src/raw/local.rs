@@ -1,13 +1,20 @@
 //! Each thread's hot-path state, in one thread-local block, and the registry through which
 //! other threads reach it.
 //!
-//! The idle allocator's work is a compare of this block's words and two counter bumps, all
-//! addressed from the thread pointer: no pointer to chase, no global to load through the GOT.
-//! What other threads must be able to change or read (which operations have to leave the
-//! fast path; the counters `leakcheck::stats()` sums) is reached through [`REGISTRY`], a list
-//! of the registered threads' blocks behind a spin lock. A thread leaves the registry in its
-//! thread-local destructor, under the same lock, before its thread-local memory goes away, so
-//! no other thread ever reads a dead thread's block.
+//! The idle allocator's work is one test of this block's byte of slow bits and two counter
+//! bumps, all addressed from the thread pointer: no pointer to chase, no global to load through
+//! the GOT. What other threads must be able to change or read (which operations have to leave
+//! the fast path; the counters `leakcheck::stats()` sums) is reached through [`REGISTRY`], a
+//! list of the registered threads' blocks behind a spin lock. A thread leaves the registry in
+//! its thread-local destructor, under the same lock, before its thread-local memory goes away,
+//! so no other thread ever reads a dead thread's block.
+//!
+//! The slow byte has two writers: the registry side (whichever thread refreshes, registers or
+//! retires, under the lock) owns [`SLOW_ALLOC`] and [`SLOW_FREE`]; the owning thread owns
+//! [`SLOW_OWN`], so that an allocation tests its own scope word and the process-wide bits in
+//! one byte. Each writer changes its bits with one atomic read-modify-write that leaves the
+//! other's as they are: a plain store could undo a bit the other just set, and a thread would
+//! then skip a record, or a free skip the lookup of a tracked block.
 //!
 //! WARNING: runs inside the global allocator: no allocation, no panic, and the lock is held
 //! only for a bounded walk over the registry.
@@ -19,6 +26,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 pub(crate) const SLOW_ALLOC: u8 = 1;
 /// Frees must take the out-of-line path (some scope has records in the table).
 pub(crate) const SLOW_FREE: u8 = 2;
+/// The thread's own state word is not zero (it is in a scope, an inherited scope, or
+/// blocked), so its allocations must take the out-of-line path. Only allocations test it:
+/// which frees leave the fast path depends on the table, not on the freeing thread.
+pub(crate) const SLOW_OWN: u8 = 4;
 /// A thread outside the registry (not yet registered, exited, or the registry was full):
 /// everything it does takes the out-of-line path, which knows what to do.
 const SLOW_ALL: u8 = SLOW_ALLOC | SLOW_FREE;
@@ -34,8 +45,10 @@ const CAPACITY: usize = 1024;
 pub(crate) struct Local {
     /// The thread's scope state (`track::ThreadState`). Only the owning thread touches it.
     state: AtomicU64,
-    /// Which operations must leave the fast path ([`SLOW_ALLOC`], [`SLOW_FREE`]). Written
-    /// under the registry lock, by whichever thread refreshes; read by the owner without it.
+    /// Which operations must leave the fast path: [`SLOW_ALLOC`] and [`SLOW_FREE`], written
+    /// under the registry lock by whichever thread refreshes, and [`SLOW_OWN`], written by the
+    /// owner as its state word leaves or reaches zero (see the module's docs). Read by the
+    /// owner without the lock.
     slow: AtomicU8,
     /// Whether the thread is in the registry. Written by the owner, under the lock.
     registered: AtomicBool,
@@ -51,12 +64,39 @@ impl Local {
         self.state.load(Ordering::Relaxed)
     }
 
+    /// Sets the thread's scope state word; only the owning thread may call it. [`SLOW_OWN`] is
+    /// written only when the word leaves or reaches zero: inside a scope (a block nested in
+    /// it, a record taken) the word changes between non-zero values, and costs no atomic
+    /// read-modify-write. The bit goes on before the word leaves zero and off after it is
+    /// back, so it is set whenever the word is not zero, even to a signal handler that
+    /// allocates in between: a set bit with a zero word only sends one allocation out of line,
+    /// where the word is read again.
     #[inline(always)]
     pub(crate) fn set_state(&self, state: u64) {
+        let was_idle = self.state() == 0;
+        let idle = state == 0;
+        if was_idle && !idle {
+            self.slow.fetch_or(SLOW_OWN, Ordering::Relaxed);
+        }
         self.state.store(state, Ordering::Relaxed);
+        if idle && !was_idle {
+            self.slow.fetch_and(!SLOW_OWN, Ordering::Relaxed);
+        }
     }
 
-    /// Whether `operation` ([`SLOW_ALLOC`] or [`SLOW_FREE`]) must leave the fast path.
+    /// Sets the registry side's slow bits to `bits`, keeping the owner's [`SLOW_OWN`], in one
+    /// read-modify-write: a bit that stays set is never cleared, even for a moment (a free in
+    /// that moment would skip the lookup of a tracked block).
+    fn set_shared_slow_bits(&self, bits: u8) {
+        let _ = self
+            .slow
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |old| {
+                Some((old & SLOW_OWN) | (bits & SLOW_ALL))
+            });
+    }
+
+    /// Whether `operation` ([`SLOW_ALLOC`], [`SLOW_FREE`], [`SLOW_OWN`], or several: whether
+    /// any of them) must leave the fast path.
     #[inline(always)]
     pub(crate) fn is_slow(&self, operation: u8) -> bool {
         self.slow.load(Ordering::Relaxed) & operation != 0
@@ -107,7 +147,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&Local) -> R, gone: R) -> R {
 struct Registry {
     threads: [*const Local; CAPACITY],
     len: usize,
-    /// The slow bits every registered thread has (see [`refresh`]).
+    /// The registry side's slow bits every registered thread has (see [`refresh`]).
     wanted: u8,
 }
 
@@ -146,7 +186,7 @@ pub(crate) fn register_this_thread() -> bool {
             registry.threads[index] = local;
             registry.len += 1;
             local.registered.store(true, Ordering::Relaxed);
-            local.slow.store(registry.wanted, Ordering::Relaxed);
+            local.set_shared_slow_bits(registry.wanted);
             true
         },
         false,
@@ -177,21 +217,24 @@ pub(crate) fn retire_this_thread(fold: impl FnOnce(&Local)) {
                 counter.store(0, Ordering::Relaxed);
             }
             local.registered.store(false, Ordering::Relaxed);
-            local.slow.store(SLOW_ALL, Ordering::Relaxed);
+            // SLOW_OWN stays the owner's: it keeps following the state word, which is what the
+            // owner's `set_state` expects of it (it only writes the bit on a change).
+            local.set_shared_slow_bits(SLOW_ALL);
         },
         (),
     );
 }
 
-/// Sets the slow bits of every registered thread (and of those that register later) to what
-/// `wanted` computes. It runs under the registry lock, so concurrent refreshes leave the bits
-/// the last of them computed, from the state it saw: call it after changing that state.
+/// Sets the registry side's slow bits ([`SLOW_ALLOC`], [`SLOW_FREE`]) of every registered
+/// thread (and of those that register later) to what `wanted` computes. It runs under the
+/// registry lock, so concurrent refreshes leave the bits the last of them computed, from the
+/// state it saw: call it after changing that state.
 pub(crate) fn refresh(wanted: impl FnOnce() -> u8) {
     let mut registry = REGISTRY.lock();
     let bits = wanted();
     registry.wanted = bits;
     for local in registry.blocks() {
-        local.slow.store(bits, Ordering::SeqCst);
+        local.set_shared_slow_bits(bits);
     }
 }
 
@@ -306,5 +349,143 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(folded, (vec![7], 0));
+    }
+
+    /// The slow byte of the calling thread's block.
+    fn slow_byte() -> u8 {
+        with(|l| l.slow.load(Ordering::Relaxed), u8::MAX)
+    }
+
+    fn set_state(state: u64) {
+        with(|l| l.set_state(state), ());
+    }
+
+    #[test]
+    fn the_own_bit_follows_the_state_word_across_zero_and_keeps_the_other_bits() {
+        let seen = std::thread::spawn(|| {
+            let mut seen = vec![slow_byte()];
+            for state in [5, 1 << 32, 0, 0, 1 << 48 | 3] {
+                set_state(state);
+                seen.push(slow_byte());
+            }
+            set_state(0);
+            seen.push(slow_byte());
+            seen
+        })
+        .join()
+        .unwrap();
+        // An unregistered thread: the registry side's bits stay SLOW_ALL throughout.
+        let own = SLOW_ALL | SLOW_OWN;
+        assert_eq!(
+            seen,
+            [SLOW_ALL, own, own, SLOW_ALL, SLOW_ALL, own, SLOW_ALL]
+        );
+    }
+
+    #[test]
+    fn only_a_change_across_zero_writes_the_own_bit() {
+        let kept = std::thread::spawn(|| {
+            set_state(5);
+            // Clear the bit behind `set_state`'s back: a store that stays non-zero must not
+            // write it again (inside a scope that would be an atomic read-modify-write per
+            // block and per record).
+            with(|l| l.slow.fetch_and(!SLOW_OWN, Ordering::Relaxed), 0);
+            set_state(6);
+            let after_nonzero = slow_byte();
+            set_state(0);
+            with(|l| l.slow.fetch_or(SLOW_OWN, Ordering::Relaxed), 0);
+            set_state(0);
+            let after_zero = slow_byte();
+            (after_nonzero, after_zero)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(kept, (SLOW_ALL, SLOW_ALL | SLOW_OWN));
+    }
+
+    #[test]
+    fn registering_refreshing_and_retiring_keep_the_own_bit() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = std::thread::spawn(|| {
+            // A thread that starts inside a scope (inherited) before its first event.
+            set_state(1 << 48 | 3);
+            let registered = register_this_thread();
+            let mut seen = vec![slow_byte()];
+            refresh(|| SLOW_ALLOC | SLOW_FREE);
+            seen.push(slow_byte());
+            refresh(|| SLOW_FREE);
+            seen.push(slow_byte());
+            set_state(0);
+            seen.push(slow_byte());
+            refresh(|| 0);
+            seen.push(slow_byte());
+            set_state(1 << 32);
+            seen.push(slow_byte());
+            retire_this_thread(|_| ());
+            seen.push(slow_byte());
+            set_state(0);
+            seen.push(slow_byte());
+            (registered, seen)
+        })
+        .join()
+        .unwrap();
+        refresh(|| 0);
+        assert!(seen.0);
+        assert_eq!(
+            seen.1,
+            [
+                SLOW_OWN,
+                SLOW_ALL | SLOW_OWN,
+                SLOW_FREE | SLOW_OWN,
+                SLOW_FREE,
+                0,
+                SLOW_OWN,
+                SLOW_ALL | SLOW_OWN,
+                SLOW_ALL,
+            ]
+        );
+    }
+
+    #[test]
+    fn concurrent_refreshes_and_state_changes_lose_no_bit() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        const ROUNDS: u32 = 100_000;
+        let registered = Arc::new(Barrier::new(2));
+        let owner = {
+            let registered = registered.clone();
+            std::thread::spawn(move || {
+                assert!(register_this_thread());
+                registered.wait();
+                // Only the owner writes SLOW_OWN, so it must always read back what it wrote.
+                let mut lost = 0u32;
+                for round in 0..ROUNDS {
+                    let state = u64::from(round % 2) << 32;
+                    set_state(state);
+                    if with(|l| l.is_slow(SLOW_OWN), state == 0) != (state != 0) {
+                        lost += 1;
+                    }
+                }
+                set_state(0);
+                retire_this_thread(|_| ());
+                lost
+            })
+        };
+        registered.wait();
+        let mut last = 0;
+        // Every refresh reads the owner's bits back under the lock: nothing else writes the
+        // registry side's bits meanwhile, so they must be what this refresh stored.
+        let mut lost = 0u32;
+        for round in 0..ROUNDS {
+            last = [SLOW_ALLOC, SLOW_FREE, SLOW_ALL, 0][round as usize % 4];
+            refresh(|| last);
+            lost += with_registered(|threads| {
+                threads
+                    .map(|l| u32::from(l.slow.load(Ordering::Relaxed) & SLOW_ALL != last))
+                    .sum::<u32>()
+            });
+        }
+        let lost_by_owner = owner.join().unwrap();
+        refresh(|| 0);
+        assert_eq!((lost_by_owner, lost), (0, 0), "last bits {last}");
     }
 }
