@@ -231,7 +231,13 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
     crate::stats::allocated(size); // leakcheck::stats() (issue 5)
     let state = thread_state();
     if state == ThreadState::IDLE {
-        PROCESS_SCOPE.load(Ordering::Relaxed) != 0 && record_process_wide(addr, size)
+        if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
+            return record_process_wide(addr, size);
+        }
+        // Here once after a process-wide scope ends: its own bit, left on while the scope
+        // made every allocation slow (`Local::set_state`), goes off.
+        local::with(local::Local::settle_own_bit, ());
+        false
     } else if state.records_own() {
         record(addr, size, state.scope());
         true
