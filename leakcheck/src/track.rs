@@ -654,7 +654,7 @@ impl Scope {
 
     /// Whether a block is recorded under this scope (used to prove the allocator is installed).
     pub(crate) fn owns(&self, addr: usize) -> bool {
-        table::lookup(addr).is_some_and(|r| r.tag == tag_of(self.id))
+        table::holds(addr, tag_of(self.id))
     }
 
     /// The scope's statistics so far (all zero unless it was created with `stats`).
@@ -791,7 +791,7 @@ impl Finished {
     /// Whether `record`'s block is still live and still this scope's (not freed since the
     /// scope was disarmed, by any thread).
     pub(crate) fn still_live(&self, record: &Record) -> bool {
-        table::lookup(record.addr).is_some_and(|r| r.tag == tag_of(self.id))
+        table::holds(record.addr, tag_of(self.id))
     }
 
     /// Keeps the blocks at `addresses` (of this scope's) as [`RETAINED_TAG`] blocks, for later

@@ -219,6 +219,12 @@ impl<T> BiasedLock<T> {
     pub(crate) fn is_biased_to(&self, token: Token) -> bool {
         self.bias.load(Ordering::Relaxed) == token
     }
+
+    /// Whether the bias was revoked (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.bias.load(Ordering::Relaxed) == REVOKED
+    }
 }
 
 pub(crate) struct BiasedGuard<'a, T> {

@@ -11,7 +11,7 @@
 use super::biased::{self, BiasedGuard, BiasedLock};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::hash_table::{Entry, HashTable};
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -123,12 +123,27 @@ struct Shard {
     /// Biased to the thread that uses the shard (see `raw::biased`): with one thread at work,
     /// no atomic read-modify-write per operation.
     slots: BiasedLock<Slots>,
-    /// Whether `slots` holds any record, readable without the lock: a free of a block that no
-    /// shard can hold (the common case outside checks, once some check has retained a lazy
-    /// static's blocks and frees must look) costs a load instead of a locked lookup. Written
-    /// under the lock. A tracked block's record is stored before its allocation returns, so
-    /// every thread that can free the block sees `true` here.
-    has_records: AtomicBool,
+    /// Which tags the shard may hold records of (bit `tag_bit(tag)`), 0 when it holds none,
+    /// readable without the lock. A free of a block that no shard can hold (the common case
+    /// outside checks, once some check has retained a lazy static's blocks and frees must look)
+    /// costs a load instead of a locked lookup; a check's walks and lookups skip the shards
+    /// without its tag, so they neither wait on other checks' threads nor revoke their biases.
+    /// Written under the lock, and exact after a drain; in between a bit may stay set after
+    /// its last record went. A tracked block's record is stored before its allocation returns,
+    /// so every thread that can free the block (or walk for it) sees its bit here.
+    tags: AtomicU64,
+}
+
+/// A tag's bit in [`Shard::tags`] (tags of scopes 64 slots apart share one).
+fn tag_bit(tag: u8) -> u64 {
+    1 << ((tag >> 1) & 63)
+}
+
+/// The bits of every tag in `slots`.
+fn tags_of(slots: &Slots) -> u64 {
+    slots
+        .iter()
+        .fold(0, |bits, record| bits | tag_bit(record.tag()))
 }
 
 impl Shard {
@@ -137,25 +152,33 @@ impl Shard {
         self.slots.lock(biased::my_token())
     }
 
-    /// Locks the shard, if it holds records, without taking its bias: for lookups and walks,
-    /// which the shard's own thread should not have to revoke afterwards. A record stored
-    /// before the caller started (in happens-before order) shows in `has_records`.
-    fn lock_if_used(&self) -> Option<BiasedGuard<'_, Slots>> {
-        self.has_records
-            .load(Ordering::Relaxed)
+    /// Locks the shard, if it may hold records of `tag`, without taking its bias: for lookups
+    /// and walks, which the shard's own thread should not have to revoke afterwards. A record
+    /// stored before the caller started (in happens-before order) shows in `tags`.
+    fn lock_if_holds(&self, tag: u8) -> Option<BiasedGuard<'_, Slots>> {
+        (self.tags.load(Ordering::Relaxed) & tag_bit(tag) != 0)
             .then(|| self.slots.lock_passing(biased::my_token()))
     }
 
-    /// Publishes whether the shard, locked by `slots`, holds records.
-    fn note_len(&self, slots: &Slots) {
-        self.has_records.store(!slots.is_empty(), Ordering::Relaxed);
+    /// Adds `tag`'s bit to the shard's, which `_slots` locks.
+    #[inline]
+    fn note_tag(&self, tag: u8, _slots: &Slots) {
+        let tags = self.tags.load(Ordering::Relaxed);
+        if tags & tag_bit(tag) == 0 {
+            self.tags.store(tags | tag_bit(tag), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the shard's bits to exactly those of `slots` (which locks it).
+    fn note_tags(&self, slots: &Slots) {
+        self.tags.store(tags_of(slots), Ordering::Relaxed);
     }
 }
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     Shard {
         slots: BiasedLock::new(HashTable::new_in(TableAlloc)),
-        has_records: AtomicBool::new(false),
+        tags: AtomicU64::new(0),
     }
 }; SHARDS];
 
@@ -236,16 +259,13 @@ pub(crate) fn insert(record: Record) -> bool {
     if slots.try_reserve(1, rehash).is_err() {
         return false;
     }
-    let was_empty = slots.is_empty();
     match slots.entry(hash, |r| r.addr() == record.addr, rehash) {
         Entry::Occupied(mut stale) => *stale.get_mut() = packed,
         Entry::Vacant(slot) => {
             slot.insert(packed);
         }
     }
-    if was_empty {
-        shard.note_len(&slots);
-    }
+    shard.note_tag(record.tag, &slots);
     true
 }
 
@@ -255,7 +275,7 @@ pub(crate) fn insert(record: Record) -> bool {
 #[inline]
 pub(crate) fn remove(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
-    if shard.has_records.load(Ordering::Relaxed) {
+    if shard.tags.load(Ordering::Relaxed) != 0 {
         let removed = remove_from(shard, addr, hash);
         (removed != EMPTY).then(|| removed.unpack())
     } else {
@@ -276,7 +296,7 @@ fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Packed {
     // Draining a scope frees empty arrays larger than KEPT_BUCKETS.
     let (removed, _) = found.remove();
     if slots.is_empty() {
-        shard.note_len(&slots);
+        shard.tags.store(0, Ordering::Relaxed);
     }
     removed
 }
@@ -285,22 +305,35 @@ fn remove_from(shard: &Shard, addr: usize, hash: u64) -> Packed {
 /// (it was freed, or its address now belongs to another block).
 pub(crate) fn retag(addr: usize, from: u8, to: u8) -> bool {
     let (shard, hash) = locate(addr);
-    let Some(mut slots) = shard.lock_if_used() else {
+    let Some(mut slots) = shard.lock_if_holds(from) else {
         return false;
     };
-    match slots.find_mut(hash, |r| r.addr() == addr) {
-        Some(record) if record.tag() == from => {
-            record.set_tag(to);
-            true
-        }
-        _ => false,
+    let Some(record) = slots.find_mut(hash, |r| r.addr() == addr) else {
+        return false;
+    };
+    if record.tag() != from {
+        return false;
     }
+    record.set_tag(to);
+    shard.note_tag(to, &slots);
+    true
+}
+
+/// Whether a block is tracked under `tag`.
+pub(crate) fn holds(addr: usize, tag: u8) -> bool {
+    let (shard, hash) = locate(addr);
+    shard.lock_if_holds(tag).is_some_and(|slots| {
+        slots
+            .find(hash, |r| r.addr() == addr)
+            .is_some_and(|r| r.tag() == tag)
+    })
 }
 
 /// Whether a block is tracked (and under which scope).
-pub(crate) fn lookup(addr: usize) -> Option<Record> {
+#[cfg(test)]
+fn lookup(addr: usize) -> Option<Record> {
     let (shard, hash) = locate(addr);
-    let slots = shard.lock_if_used()?;
+    let slots = (shard.tags.load(Ordering::Relaxed) != 0).then(|| shard.lock())?;
     slots.find(hash, |r| r.addr() == addr).map(Packed::unpack)
 }
 
@@ -308,7 +341,7 @@ pub(crate) fn lookup(addr: usize) -> Option<Record> {
 pub(crate) fn count_tag(tag: u8) -> usize {
     SHARD_TABLE
         .iter()
-        .filter_map(Shard::lock_if_used)
+        .filter_map(|shard| shard.lock_if_holds(tag))
         .map(|slots| occupied(&slots).filter(|r| r.tag() == tag).count())
         .sum()
 }
@@ -319,7 +352,10 @@ pub(crate) fn count_tag(tag: u8) -> usize {
 pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
     if !drain {
         let mut complete = true;
-        for slots in SHARD_TABLE.iter().filter_map(Shard::lock_if_used) {
+        for slots in SHARD_TABLE
+            .iter()
+            .filter_map(|shard| shard.lock_if_holds(tag))
+        {
             for record in occupied(&slots).filter(|r| r.tag() == tag) {
                 if out.len() == out.capacity() {
                     complete = false;
@@ -336,14 +372,19 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
 fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
     for shard in &SHARD_TABLE {
-        let Some(mut slots) = shard.lock_if_used() else {
+        let Some(mut slots) = shard.lock_if_holds(tag) else {
             continue;
         };
         let mut room = out.capacity() - out.len();
+        // The tags of the records that stay: the shard's bits, exact again.
+        let mut staying = 0;
         let taken = slots.extract_if(|r| {
             let take = r.tag() == tag && room != 0;
             room -= usize::from(take);
             complete &= take || r.tag() != tag;
+            if !take {
+                staying |= tag_bit(r.tag());
+            }
             take
         });
         out.extend(taken.map(|r| r.unpack()));
@@ -357,7 +398,7 @@ fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
         } else if slots.num_buckets() > KEPT_BUCKETS && slots.len() * 8 < slots.num_buckets() {
             shrink(&mut slots);
         }
-        shard.note_len(&slots);
+        shard.tags.store(staying, Ordering::Relaxed);
     }
     complete
 }
@@ -409,7 +450,7 @@ pub(crate) fn recover_after_fork() {
                 &mut *slots,
                 HashTable::new_in(TableAlloc),
             ));
-            shard.note_len(&slots);
+            shard.note_tags(&slots);
         }
     }
 }
@@ -461,6 +502,40 @@ mod tests {
         assert_eq!(lookup(addr).map(|r| (r.size, r.tag)), Some((7, 203)));
         assert_eq!(remove(addr).map(|r| r.tag), Some(203));
         assert_eq!(remove(addr), None);
+    }
+
+    #[test]
+    fn walks_for_one_tag_leave_the_shards_of_other_tags_alone() {
+        if !biased::membarrier::available() {
+            return; // no biases on this kernel: nothing to revoke
+        }
+        // A shard no other test has used (their addresses may share a shard with ours).
+        let (addr, shard) = (0..256)
+            .map(|k| 0x7f00_cafe_0000usize + k * 0x1_0000)
+            .map(|addr| (addr, locate(addr).0))
+            .find(|(_, shard)| shard.tags.load(Ordering::Relaxed) == 0 && !shard.slots.is_revoked())
+            .expect("an unused shard");
+        let inserted = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let walked = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let owner = {
+            let (inserted, walked) = (inserted.clone(), walked.clone());
+            std::thread::spawn(move || {
+                assert!(insert(rec(addr, 206)));
+                inserted.wait();
+                walked.wait();
+            })
+        };
+        inserted.wait();
+        assert_eq!(count_tag(208), 0);
+        assert!(!holds(addr, 208));
+        let spared = !shard.slots.is_revoked();
+        assert!(holds(addr, 206), "a walk for the shard's own tag looks");
+        let revoked = shard.slots.is_revoked();
+        walked.wait();
+        owner.join().unwrap();
+        assert_eq!(remove(addr).map(|r| r.tag), Some(206));
+        assert!(spared, "a walk for another tag revoked the owner's bias");
+        assert!(revoked, "looking into a biased shard revokes its bias");
     }
 
     #[test]
