@@ -8,9 +8,9 @@
 //! bias revoked, runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` (which makes every
 //! running thread of the process execute a full memory barrier, so the owner either sees the
 //! revocation or has its `busy` flag visible), and waits for `busy` to drop. From then on
-//! everyone, the former owner included, takes the ordinary lock. This is the asymmetric
-//! Dekker protocol of user-space RCU and of biased locks in JVMs; the cost moves to the
-//! rare revocation (a system call, at most once per shard and process).
+//! everyone, the former owner included, takes the ordinary lock. This is an asymmetric
+//! Dekker protocol, as in user-space RCU's membarrier flavour: the cost moves to the rare
+//! revocation (a system call, at most once per shard and process).
 //!
 //! A thread gives its biases back when it exits (see [`BiasedLock::release`]), so the shards
 //! of a thread-per-task program (libtest's thread per test, or a benchmark's) are biased to
