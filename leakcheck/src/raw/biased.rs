@@ -159,8 +159,16 @@ impl<T> BiasedLock<T> {
         } else if bias != REVOKED && bias != token {
             self.bias.store(REVOKED, Ordering::Relaxed);
             membarrier::barrier();
+            // The owner may have been preempted inside: yield now and then, as the ordinary
+            // lock does, rather than spin out a whole time slice on its core.
+            let mut spins = 0u32;
             while self.busy.load(Ordering::Acquire) {
-                core::hint::spin_loop();
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(64) {
+                    std::thread::yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
             }
         }
         BiasedGuard {
