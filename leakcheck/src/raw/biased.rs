@@ -20,6 +20,7 @@
 //!
 //! WARNING: runs inside the global allocator: no allocation, no panic.
 
+use super::spin::relax;
 use core::cell::{Cell, UnsafeCell};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
@@ -159,16 +160,10 @@ impl<T> BiasedLock<T> {
         } else if bias != REVOKED && bias != token {
             self.bias.store(REVOKED, Ordering::Relaxed);
             membarrier::barrier();
-            // The owner may have been preempted inside: yield now and then, as the ordinary
-            // lock does, rather than spin out a whole time slice on its core.
+            // The owner may have been preempted inside: wait as for the ordinary lock.
             let mut spins = 0u32;
             while self.busy.load(Ordering::Acquire) {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(64) {
-                    std::thread::yield_now();
-                } else {
-                    core::hint::spin_loop();
-                }
+                relax(&mut spins);
             }
         }
         BiasedGuard {
@@ -184,12 +179,7 @@ impl<T> BiasedLock<T> {
                 return;
             }
             while self.locked.load(Ordering::Relaxed) {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(64) {
-                    std::thread::yield_now();
-                } else {
-                    core::hint::spin_loop();
-                }
+                relax(&mut spins);
             }
         }
     }

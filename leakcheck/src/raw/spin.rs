@@ -16,6 +16,18 @@ pub(crate) struct SpinLock<T> {
 // sharing the lock between threads is sound whenever `T` itself may be sent between threads.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
+/// One step of waiting for another thread: a spin-loop hint, and every 64th step a yield (the
+/// thread waited for may be descheduled; give it the core). `yield_now` is a plain
+/// `sched_yield` and does not allocate.
+pub(crate) fn relax(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if spins.is_multiple_of(64) {
+        std::thread::yield_now();
+    } else {
+        core::hint::spin_loop();
+    }
+}
+
 impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> Self {
         SpinLock {
@@ -31,14 +43,7 @@ impl<T> SpinLock<T> {
                 return SpinGuard { lock: self };
             }
             while self.locked.load(Ordering::Relaxed) {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(64) {
-                    // The holder may be descheduled; give it the core. `yield_now` is a plain
-                    // `sched_yield` and does not allocate.
-                    std::thread::yield_now();
-                } else {
-                    core::hint::spin_loop();
-                }
+                relax(&mut spins);
             }
         }
     }
