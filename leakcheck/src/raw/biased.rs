@@ -10,7 +10,8 @@
 //! revocation or has its `busy` flag visible), and waits for `busy` to drop. From then on
 //! everyone, the former owner included, takes the ordinary lock. This is an asymmetric
 //! Dekker protocol, as in user-space RCU's membarrier flavour: the cost moves to the rare
-//! revocation (a system call, at most once per shard and process).
+//! revocation (a system call, at most once per shard and process; after
+//! [`REVOCATION_BUDGET`] of them no new bias is granted).
 //!
 //! A thread gives its biases back when it exits (see [`BiasedLock::release`]), so the shards
 //! of a thread-per-task program (libtest's thread per test, or a benchmark's) are biased to
@@ -29,6 +30,14 @@ use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, Orderi
 const UNBIASED: u32 = 0;
 /// Revoked: ordinary locking only, for good.
 const REVOKED: u32 = u32::MAX;
+
+/// Revocations after which no more biases are granted: a process whose threads keep taking
+/// each other's shards (libtest's parallel tests, whose check ends look through every shard
+/// holding cached blocks) gains nothing from biases and would pay a system call, and an
+/// interrupt of every running thread, per shard. Single-threaded work (a nextest test process,
+/// a benchmark) revokes none and keeps them.
+const REVOCATION_BUDGET: u32 = 64;
+static REVOCATIONS: AtomicU32 = AtomicU32::new(0);
 
 /// A thread's bias token: non-zero, never reused. 0 means "holds no bias".
 pub(crate) type Token = u32;
@@ -147,7 +156,10 @@ impl<T> BiasedLock<T> {
         // owner's last changes are visible before this thread touches the value.
         let bias = self.bias.load(Ordering::Acquire);
         if bias == UNBIASED {
-            if take_bias && membarrier::available() {
+            if take_bias
+                && REVOCATIONS.load(Ordering::Relaxed) < REVOCATION_BUDGET
+                && membarrier::available()
+            {
                 let token = if token == UNBIASED {
                     my_token_for_bias()
                 } else {
@@ -159,6 +171,7 @@ impl<T> BiasedLock<T> {
             }
         } else if bias != REVOKED && bias != token {
             self.bias.store(REVOKED, Ordering::Relaxed);
+            REVOCATIONS.fetch_add(1, Ordering::Relaxed);
             membarrier::barrier();
             // The owner may have been preempted inside: wait as for the ordinary lock.
             let mut spins = 0u32;
@@ -216,6 +229,12 @@ impl<T> BiasedLock<T> {
     #[cfg(test)]
     pub(crate) fn is_biased_to(&self, token: Token) -> bool {
         self.bias.load(Ordering::Relaxed) == token
+    }
+
+    /// Sets the count of revocations so far (for tests of the budget).
+    #[cfg(test)]
+    pub(crate) fn set_revocations(n: u32) {
+        REVOCATIONS.store(n, Ordering::Relaxed);
     }
 
     /// Whether the bias was revoked (for tests).
@@ -336,12 +355,37 @@ pub(crate) mod membarrier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, MutexGuard};
+
+    /// Tests that need biases granted hold this (the budget test exhausts them for a moment),
+    /// and start with a fresh budget.
+    pub(crate) fn granting() -> MutexGuard<'static, ()> {
+        static BIAS_TESTS: Mutex<()> = Mutex::new(());
+        let guard = BIAS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        BiasedLock::<()>::set_revocations(0);
+        guard
+    }
+
+    #[test]
+    fn after_the_revocation_budget_no_bias_is_granted() {
+        let _granting = granting();
+        if !membarrier::available() {
+            return;
+        }
+        BiasedLock::<()>::set_revocations(REVOCATION_BUDGET);
+        let lock = BiasedLock::new(());
+        drop(lock.lock(new_token()));
+        BiasedLock::<()>::set_revocations(0);
+        assert!(lock.is_biased_to(UNBIASED));
+        drop(lock.lock(new_token()));
+        assert!(!lock.is_biased_to(UNBIASED), "a fresh budget grants again");
+    }
 
     #[test]
     fn the_first_locker_gets_the_bias_and_another_thread_revokes_it_for_good() {
+        let _granting = granting();
         if !membarrier::available() {
             return; // ordinary locking only on this kernel: nothing to test here
         }
@@ -369,6 +413,7 @@ mod tests {
 
     #[test]
     fn a_passing_lock_takes_no_bias() {
+        let _granting = granting();
         if !membarrier::available() {
             return;
         }
@@ -382,6 +427,7 @@ mod tests {
 
     #[test]
     fn a_released_bias_goes_to_the_next_locker() {
+        let _granting = granting();
         if !membarrier::available() {
             return;
         }
@@ -397,6 +443,7 @@ mod tests {
 
     #[test]
     fn owner_and_revoker_never_overlap() {
+        let _granting = granting();
         // Each round: one thread takes a fresh lock's bias and counts under it, others revoke
         // it midway; the counts use a plain read-then-write, so an overlap loses increments.
         const ROUNDS: usize = 200;
