@@ -120,8 +120,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
 /// touch would cost pages as well as time.
 const WIPE_LIMIT: usize = 128 * 1024;
 
-/// Zeroes a fresh tracked block of `size` bytes, as [`wipe`] does: blocks of up to 64 bytes
-/// (most of a test's) with a few overlapping stores in line, no call to `memset`.
+/// Zeroes a fresh tracked block of `size` bytes, as [`wipe`] does: in optimised builds, blocks
+/// of up to 64 bytes (most of a test's) with a few overlapping stores in line, no call to
+/// `memset`.
 ///
 /// # Safety
 /// `ptr..ptr + size` must be a block the caller owns and may write; `size > 0`.
@@ -131,7 +132,10 @@ unsafe fn wipe_fresh(ptr: *mut u8, size: usize) {
     // with `k <= n <= 2k`, stores of `k` bytes at 0 and at `n - k` cover the block; for
     // `32 < n <= 64`, 16-byte stores at 0, 16, `n - 32` and `n - 16` do.
     unsafe {
-        if size > 64 {
+        // With debug assertions on (the dev profile, even at the manual's opt-level 3), each
+        // unaligned store below carries std's pointer checks, two calls apiece: a `memset`
+        // call is cheaper there.
+        if size > 64 || cfg!(debug_assertions) {
             wipe(ptr, 0, size);
         } else if size > 32 {
             zero::<16>(ptr, 0);
