@@ -46,8 +46,8 @@ pub(crate) struct Local {
     /// The thread's scope state (`track::ThreadState`). Only the owning thread touches it.
     state: AtomicU64,
     /// Which operations must leave the fast path: [`SLOW_ALLOC`] and [`SLOW_FREE`], written
-    /// under the registry lock by whichever thread refreshes, and [`SLOW_OWN`], written by the
-    /// owner as its state word leaves or reaches zero (see the module's docs). Read by the
+    /// under the registry lock by whichever thread refreshes, and [`SLOW_OWN`], set by the
+    /// owner while its state word is not zero (see [`set_state`](Self::set_state)). Read by the
     /// owner without the lock.
     slow: AtomicU8,
     /// Whether the thread is in the registry. Written by the owner, under the lock.
@@ -226,8 +226,8 @@ pub(crate) fn retire_this_thread(fold: impl FnOnce(&Local)) {
                 counter.store(0, Ordering::Relaxed);
             }
             local.registered.store(false, Ordering::Relaxed);
-            // SLOW_OWN stays the owner's: it keeps following the state word, which is what the
-            // owner's `set_state` expects of it (it only writes the bit on a change).
+            // SLOW_OWN stays as the owner left it: the owner's `set_state` keeps it set while
+            // the state word is not zero, and allocations are slow from now on anyway.
             local.set_shared_slow_bits(SLOW_ALL);
         },
         (),
