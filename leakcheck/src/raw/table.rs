@@ -540,6 +540,35 @@ mod tests {
     }
 
     #[test]
+    fn an_exiting_thread_gives_its_shards_biases_back() {
+        let _granting = biased::tests::granting();
+        if !biased::membarrier::available() {
+            return;
+        }
+        let (addr, shard) = (0..256)
+            .map(|k| 0x7f00_d00d_0000usize + k * 0x1_0000)
+            .map(|addr| (addr, locate(addr).0))
+            .find(|(_, shard)| {
+                shard.tags.load(Ordering::Relaxed) == 0 && shard.slots.is_biased_to(0)
+            })
+            .expect("an unused shard");
+        let held = std::thread::spawn(move || {
+            // Registers the thread's counters, and with them its exit guard.
+            crate::stats::allocated(1);
+            assert!(insert(rec(addr, 207)));
+            assert_eq!(remove(addr).map(|r| r.tag), Some(207));
+            !shard.slots.is_biased_to(0)
+        })
+        .join()
+        .unwrap();
+        assert!(held, "the thread took the shard's bias");
+        assert!(
+            shard.slots.is_biased_to(0),
+            "the exited thread kept its bias"
+        );
+    }
+
+    #[test]
     fn insert_lookup_remove_round_trip() {
         // Addresses far from anything the allocator hands out, so parallel tests can't collide.
         let base = 0x7f00_dead_0000usize;
