@@ -139,13 +139,6 @@ fn tag_bit(tag: u8) -> u64 {
     1 << ((tag >> 1) & 63)
 }
 
-/// The bits of every tag in `slots`.
-fn tags_of(slots: &Slots) -> u64 {
-    slots
-        .iter()
-        .fold(0, |bits, record| bits | tag_bit(record.tag()))
-}
-
 impl Shard {
     #[inline]
     fn lock(&self) -> BiasedGuard<'_, Slots> {
@@ -167,11 +160,6 @@ impl Shard {
         if tags & tag_bit(tag) == 0 {
             self.tags.store(tags | tag_bit(tag), Ordering::Relaxed);
         }
-    }
-
-    /// Sets the shard's bits to exactly those of `slots` (which locks it).
-    fn note_tags(&self, slots: &Slots) {
-        self.tags.store(tags_of(slots), Ordering::Relaxed);
     }
 }
 
@@ -232,15 +220,6 @@ fn locate(addr: usize) -> (&'static Shard, u64) {
         &SHARD_TABLE[((group << GROUP_BITS) | member) as usize],
         hash,
     )
-}
-
-/// The records of a table, for a walk over the whole table: none when the table is empty
-/// (a kept array costs the walk nothing).
-fn occupied(slots: &Slots) -> impl Iterator<Item = &Packed> {
-    (!slots.is_empty())
-        .then(|| slots.iter())
-        .into_iter()
-        .flatten()
 }
 
 /// Records a live block. Returns false if the table could not grow, or the record does not fit
@@ -342,7 +321,7 @@ pub(crate) fn count_tag(tag: u8) -> usize {
     SHARD_TABLE
         .iter()
         .filter_map(|shard| shard.lock_if_holds(tag))
-        .map(|slots| occupied(&slots).filter(|r| r.tag() == tag).count())
+        .map(|slots| slots.iter().filter(|r| r.tag() == tag).count())
         .sum()
 }
 
@@ -356,7 +335,7 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
             .iter()
             .filter_map(|shard| shard.lock_if_holds(tag))
         {
-            for record in occupied(&slots).filter(|r| r.tag() == tag) {
+            for record in slots.iter().filter(|r| r.tag() == tag) {
                 if out.len() == out.capacity() {
                     complete = false;
                     break;
@@ -435,10 +414,10 @@ pub(crate) fn footprint() -> (usize, usize) {
 }
 
 /// In a freshly forked child only the forking thread exists: a shard that another thread held
-/// at the fork (its lock, or its bias with the owner inside) stays held forever, and its
-/// slots may be half-updated (a record placed but its control byte not yet written). Such a shard is emptied, abandoning its
-/// array: the child loses the records of the blocks hashed there (made before the fork, by the
-/// parent's checks) but never reads a torn table. Runs in the child
+/// at the fork (its lock, or its bias with the owner inside) stays held forever, and its slots
+/// may be half-updated (a record placed but its control byte not yet written). Such a shard is
+/// emptied, abandoning its array: the child loses the records of the blocks hashed there (made
+/// before the fork, by the parent's checks) but never reads a torn table. Runs in the child
 /// before it returns from `fork`, single-threaded; it does not allocate.
 pub(crate) fn recover_after_fork() {
     let forking_thread = biased::my_token();
@@ -450,7 +429,7 @@ pub(crate) fn recover_after_fork() {
                 &mut *slots,
                 HashTable::new_in(TableAlloc),
             ));
-            shard.note_tags(&slots);
+            shard.tags.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -506,10 +485,9 @@ mod tests {
 
     #[test]
     fn walks_for_one_tag_leave_the_shards_of_other_tags_alone() {
-        let _granting = biased::tests::granting();
-        if !biased::membarrier::available() {
+        let Some(_granting) = biased::tests::granting() else {
             return; // no biases on this kernel: nothing to revoke
-        }
+        };
         // A shard no other test has used (their addresses may share a shard with ours).
         let (addr, shard) = (0..256)
             .map(|k| 0x7f00_cafe_0000usize + k * 0x1_0000)
@@ -541,10 +519,9 @@ mod tests {
 
     #[test]
     fn an_exiting_thread_gives_its_shards_biases_back() {
-        let _granting = biased::tests::granting();
-        if !biased::membarrier::available() {
+        let Some(_granting) = biased::tests::granting() else {
             return;
-        }
+        };
         let (addr, shard) = (0..256)
             .map(|k| 0x7f00_d00d_0000usize + k * 0x1_0000)
             .map(|addr| (addr, locate(addr).0))
