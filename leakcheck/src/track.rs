@@ -216,16 +216,12 @@ pub(crate) fn allocated(addr: usize, size: usize) -> bool {
     if counted {
         return false;
     }
-    cold_path();
     allocated_out_of_line(addr, size)
 }
 
-/// Marks the branch that calls it as the unlikely one (stable Rust has no `likely`), so the
-/// fast paths fall through without a jump.
+// The out-of-line paths are `#[cold]`: the idle path's branch to them is then the unlikely
+// one (stable Rust has no `likely`), and falls through without a jump.
 #[cold]
-#[inline(never)]
-fn cold_path() {}
-
 #[inline(never)]
 fn allocated_out_of_line(addr: usize, size: usize) -> bool {
     crate::stats::allocated(size); // leakcheck::stats() (issue 5)
@@ -239,7 +235,19 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
         local::with(local::Local::settle_own_bit, ());
         false
     } else if state.records_own() {
-        record(addr, size, state.scope());
+        let scope = state.scope();
+        if scope & (STACKS_BIT | STATS_BIT) == 0 {
+            // Stacks off and no budgets: the record is the block and its scope's tag, stored
+            // here rather than one call further down.
+            store(Record {
+                addr,
+                size,
+                stack: 0,
+                tag: tag_of(scope),
+            });
+        } else {
+            record(addr, size, scope);
+        }
         true
     } else if !state.is_blocked() && state.scope() != 0 {
         record_inherited(addr, size, state.scope())
@@ -263,11 +271,11 @@ pub(crate) fn freeing(addr: usize, size: usize) {
         false,
     );
     if !counted {
-        cold_path();
         freeing_out_of_line(addr, size);
     }
 }
 
+#[cold]
 #[inline(never)]
 fn freeing_out_of_line(addr: usize, size: usize) {
     // leakcheck::stats() (issue 5)
@@ -276,7 +284,7 @@ fn freeing_out_of_line(addr: usize, size: usize) {
     // shard without records costs a hash and a load.
     if let Some(record) = table::remove(addr) {
         if record.tag & 1 != 0 {
-            freed_with_stats(record);
+            freed_with_stats(record.tag, record.size);
         }
     }
 }
@@ -301,11 +309,13 @@ fn refresh_slow_paths() {
     local::refresh(slow_bits);
 }
 
+/// Takes the block's fields, not its record: a record is passed through memory, and the
+/// free path would build one on the stack for every block, with or without statistics.
 #[inline(never)]
-fn freed_with_stats(record: Record) {
-    let slot = slot_of_tag(record.tag);
+fn freed_with_stats(tag: u8, size: usize) {
+    let slot = slot_of_tag(tag);
     if is_live_id(slot.id.load(Ordering::Relaxed)) {
-        slot.live.fetch_sub(record.size as u64, Ordering::Relaxed);
+        slot.live.fetch_sub(size as u64, Ordering::Relaxed);
     }
 }
 
@@ -319,10 +329,17 @@ fn is_live_id(id: u32) -> bool {
 #[inline]
 pub(crate) fn reallocating(addr: usize) -> Option<Record> {
     if TABLE_USERS.load(Ordering::Relaxed) != 0 {
-        table::remove(addr)
+        take_record(addr)
     } else {
         None
     }
+}
+
+/// The table's removal, out of line: `reallocating` is inlined into every `realloc` call site.
+#[cold]
+#[inline(never)]
+fn take_record(addr: usize) -> Option<Record> {
+    table::remove(addr)
 }
 
 /// A reallocated block keeps its original scope and stack, with its new address and size. A
@@ -345,8 +362,15 @@ pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize,
                 ..old
             }
         };
-        store(record);
+        put_back(record);
     }
+}
+
+/// [`store`], out of line: `reallocated` is inlined into every `realloc` call site.
+#[cold]
+#[inline(never)]
+fn put_back(record: Record) {
+    store(record);
 }
 
 #[inline(never)]
@@ -457,7 +481,7 @@ pub(crate) fn inherit(scope: u32) {
     }
 }
 
-#[inline]
+#[inline(never)]
 fn record(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
@@ -499,7 +523,8 @@ fn count(scope: u32, size: usize, stack: u32) {
     slot.peak.fetch_max(live, Ordering::Relaxed);
 }
 
-#[inline]
+/// Inlined into the recording paths, each a function of its own (see [`table::insert`]).
+#[inline(always)]
 fn store(record: Record) {
     if !table::insert(record) {
         UNTRACKED.fetch_add(1, Ordering::Relaxed);
