@@ -200,7 +200,15 @@ static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 /// all addressed from the thread pointer; everything else is one call out of line, so that the
 /// allocator's `alloc` stays small enough to inline into its callers. Returns whether the
 /// block is recorded under a scope (the allocator then hands it out zeroed).
-#[inline]
+///
+/// Inlined only where leakcheck is built without debug assertions (release). An `#[inline]`
+/// function is compiled into each crate that calls it, with that crate's optimisation level:
+/// in a `cargo test` build that is the user's crate at opt-level 0, whatever the manual's
+/// `opt-level = 3` for leakcheck says, and this path, its thread-local access and its atomic
+/// loads became a dozen unoptimised calls per allocation. The same holds for [`freeing`],
+/// [`reallocating`] and [`reallocated`].
+#[cfg_attr(not(debug_assertions), inline)]
+#[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn allocated(addr: usize, size: usize) -> bool {
     let counted = local::with(
         |local| {
@@ -258,7 +266,8 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
 
 /// A block is being freed. While no scope has records (and the thread is registered), that
 /// is one test of the thread's slow bits and two counter bumps.
-#[inline]
+#[cfg_attr(not(debug_assertions), inline)]
+#[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn freeing(addr: usize, size: usize) {
     let counted = local::with(
         |local| {
@@ -326,7 +335,8 @@ fn is_live_id(id: u32) -> bool {
 
 /// Takes the record of a block about to be reallocated, before the inner allocator can give
 /// its address to another thread.
-#[inline]
+#[cfg_attr(not(debug_assertions), inline)]
+#[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn reallocating(addr: usize) -> Option<Record> {
     if TABLE_USERS.load(Ordering::Relaxed) != 0 {
         take_record(addr)
@@ -344,7 +354,8 @@ fn take_record(addr: usize) -> Option<Record> {
 
 /// A reallocated block keeps its original scope and stack, with its new address and size. A
 /// failed reallocation leaves the old block live, so its record goes back.
-#[inline]
+#[cfg_attr(not(debug_assertions), inline)]
+#[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize, new_size: usize) {
     if new_addr != 0 {
         crate::stats::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
