@@ -37,7 +37,7 @@ impl fmt::Display for StartError {
                  \n    #[global_allocator]\n    static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();\n",
             ),
             StartError::TooManyChecks => f.write_str(
-                "leakcheck: more than 127 checks are running at once in this process; \
+                "leakcheck: more than 126 checks are running at once in this process; \
                  run fewer tests in parallel (--test-threads) or use cargo-nextest",
             ),
             StartError::Suppressions(error) => error.fmt(f),

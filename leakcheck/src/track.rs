@@ -38,7 +38,7 @@ fn tag_of(scope: u32) -> u8 {
 /// initialised): slot 0, which no scope takes. Later checks scan through these blocks: an entry
 /// that a test adds to a cache another check created is reachable through the cache's table,
 /// which is such a block.
-pub(crate) const RETAINED_TAG: u8 = 0;
+pub(crate) const RETAINED_TAG: u8 = table::FILTERED_TAG;
 
 fn slot_of(scope: u32) -> &'static Slot {
     &SLOTS[((scope >> SLOT_SHIFT) as usize) & (SLOT_COUNT - 1)]
@@ -381,6 +381,9 @@ pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize,
 #[cold]
 #[inline(never)]
 fn put_back(record: Record) {
+    if record.tag == RETAINED_TAG {
+        table::mark_filtered_addr(record.addr);
+    }
     store(record);
 }
 
@@ -616,11 +619,12 @@ impl Scope {
             NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) % ((1 << (32 - COUNTER_SHIFT)) - 2) + 1;
         let flags = if settings.stacks { STACKS_BIT } else { 0 }
             | if settings.stats { STATS_BIT } else { 0 };
-        // Slot 0 is never a scope's: its tag marks retained blocks.
+        // Slot 0 is never a scope's: its tag marks retained blocks. Nor is slot 64, whose bit
+        // in the record table's shard masks is slot 0's (`table::FILTERED_TAG`).
         let (index, id) = SLOTS
             .iter()
             .enumerate()
-            .skip(1)
+            .filter(|(index, _)| index % 64 != 0)
             .find_map(|(index, slot)| {
                 let id = (counter << COUNTER_SHIFT) | ((index as u32) << SLOT_SHIFT) | flags;
                 // Claim with a placeholder so the statistics are reset before the id is live.
