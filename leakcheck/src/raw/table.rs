@@ -135,7 +135,7 @@ struct Shard {
 }
 
 /// A tag's bit in [`Shard::tags`] (tags of scopes 64 slots apart share one).
-fn tag_bit(tag: u8) -> u64 {
+const fn tag_bit(tag: u8) -> u64 {
     1 << ((tag >> 1) & 63)
 }
 
@@ -144,7 +144,7 @@ fn tag_bit(tag: u8) -> u64 {
 /// caller never gives slot 64's bit to another tag): a shard whose mask is that bit alone
 /// holds no other records.
 pub(crate) const FILTERED_TAG: u8 = 0;
-const FILTERED_ONLY: u64 = 1 << ((FILTERED_TAG >> 1) & 63);
+const FILTERED_ONLY: u64 = tag_bit(FILTERED_TAG);
 
 /// Which addresses may have a [`FILTERED_TAG`] record, one bit per hash (64 Ki bits, 8 KiB),
 /// set before such a record is stored and never cleared. Once a check has retained a lazy
