@@ -243,19 +243,7 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
         local::with(local::Local::settle_own_bit, ());
         false
     } else if state.records_own() {
-        let scope = state.scope();
-        if scope & (STACKS_BIT | STATS_BIT) == 0 {
-            // Stacks off and no budgets: the record is the block and its scope's tag, stored
-            // here rather than one call further down.
-            store(Record {
-                addr,
-                size,
-                stack: 0,
-                tag: tag_of(scope),
-            });
-        } else {
-            record(addr, size, scope);
-        }
+        record(addr, size, state.scope());
         true
     } else if !state.is_blocked() && state.scope() != 0 {
         record_inherited(addr, size, state.scope())
@@ -495,12 +483,30 @@ pub(crate) fn inherit(scope: u32) {
     }
 }
 
-#[inline(never)]
+/// Records a block under `scope`. With stacks off and no budgets the record is the block and
+/// its scope's tag, stored in the caller (each recording path is a function of its own, and a
+/// call more cost a tracked pair ~15 instructions); the rest is [`record_with_extras`].
+#[inline(always)]
 fn record(addr: usize, size: usize, scope: u32) {
+    if scope & (STACKS_BIT | STATS_BIT) == 0 {
+        store(Record {
+            addr,
+            size,
+            stack: 0,
+            tag: tag_of(scope),
+        });
+    } else {
+        record_with_extras(addr, size, scope);
+    }
+}
+
+/// [`record`] with the allocation's stack, or statistics for budgets, or both.
+#[inline(never)]
+fn record_with_extras(addr: usize, size: usize, scope: u32) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
         let _blocked = Block::new();
-        // A local of the function `record` is inlined into (or of `record`): the frames below
+        // A local of this function (or of the one it is inlined into): the frames below
         // it are the capture's own, and the return address into its caller is stored above
         // it, so the stack starts at the allocator's caller.
         let here = 0u8;
