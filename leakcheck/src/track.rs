@@ -215,7 +215,7 @@ pub(crate) fn allocated(addr: usize, size: usize) -> bool {
             // SLOW_OWN stands for "state != IDLE", so the word itself need not be loaded.
             let idle = !local.is_slow(local::SLOW_ALLOC | local::SLOW_OWN);
             if idle {
-                crate::stats::count_allocation(local, size); // leakcheck::stats() (issue 5)
+                crate::counters::count_allocation(local, size); // leakcheck::stats() (issue 5)
             }
             idle
         },
@@ -232,7 +232,7 @@ pub(crate) fn allocated(addr: usize, size: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn allocated_out_of_line(addr: usize, size: usize) -> bool {
-    crate::stats::allocated(size); // leakcheck::stats() (issue 5)
+    crate::counters::allocated(size); // leakcheck::stats() (issue 5)
     let state = thread_state();
     if state == ThreadState::IDLE {
         if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
@@ -261,7 +261,7 @@ pub(crate) fn freeing(addr: usize, size: usize) {
         |local| {
             let fast = !local.is_slow(local::SLOW_FREE);
             if fast {
-                crate::stats::count_deallocation(local, size); // leakcheck::stats() (issue 5)
+                crate::counters::count_deallocation(local, size); // leakcheck::stats() (issue 5)
             }
             fast
         },
@@ -276,7 +276,7 @@ pub(crate) fn freeing(addr: usize, size: usize) {
 #[inline(never)]
 fn freeing_out_of_line(addr: usize, size: usize) {
     // leakcheck::stats() (issue 5)
-    crate::stats::deallocated(size);
+    crate::counters::deallocated(size);
     // No test of TABLE_USERS first: a thread gets here mostly because it is not 0, and a
     // shard without records costs a hash and a load.
     if let Some(record) = table::remove(addr) {
@@ -346,7 +346,7 @@ fn take_record(addr: usize) -> Option<Record> {
 #[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize, new_size: usize) {
     if new_addr != 0 {
-        crate::stats::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
+        crate::counters::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
     }
     if let Some(old) = old {
         if new_addr != 0 && old.tag & 1 != 0 {

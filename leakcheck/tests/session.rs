@@ -1,5 +1,5 @@
 //! `leakcheck::Session`: snapshots by call site, diffs, the final report, one session per
-//! process; `leakcheck::stats()` with exact counts; `LEAKCHECK_AT_EXIT`.
+//! process; `leakcheck::stats()` with exact counts (feature `stats`); `LEAKCHECK_AT_EXIT`.
 //!
 //! A session tracks the whole process, so the session tests take turns (`SERIAL`) and look
 //! their own call sites up by name: the test harness allocates on other threads meanwhile.
@@ -230,6 +230,7 @@ fn one_session_per_process() {
 
 /// libtest's main thread prints the test's name while the test starts: give it time to finish
 /// before measuring the whole process.
+#[cfg(feature = "stats")]
 fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(200));
 }
@@ -268,12 +269,14 @@ fn child(test: &str, env: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+#[cfg(feature = "stats")]
 #[test]
 fn stats_count_exactly() {
     let (ok, output) = child("child_stats_count_exactly", &[]);
     assert!(ok && output.contains("1 passed"), "{output}");
 }
 
+#[cfg(feature = "stats")]
 #[test]
 fn child_stats_count_exactly() {
     if !is_child() {
@@ -305,12 +308,14 @@ fn child_stats_count_exactly() {
     assert!(freed.peak_live_bytes >= after.live_bytes);
 }
 
+#[cfg(feature = "stats")]
 #[test]
 fn stats_keep_the_counts_of_exited_threads() {
     let (ok, output) = child("child_stats_keep_the_counts_of_exited_threads", &[]);
     assert!(ok && output.contains("1 passed"), "{output}");
 }
 
+#[cfg(feature = "stats")]
 #[inline(never)]
 fn leak_five() {
     for _ in 0..5 {
@@ -318,6 +323,7 @@ fn leak_five() {
     }
 }
 
+#[cfg(feature = "stats")]
 #[test]
 fn child_stats_keep_the_counts_of_exited_threads() {
     if !is_child() {

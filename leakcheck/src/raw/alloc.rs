@@ -15,9 +15,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 ///
 /// It wraps any inner allocator (`System` by default): `LeakCheck::new(mimalloc::MiMalloc)`.
 /// When no check is running it adds, to each allocation and deallocation, one test of a byte
-/// of the thread's own thread-local state and two bumps of its own counters for
-/// [`stats`](crate::stats); inside a check it records each block made by the checked code
-/// (address, size, and the stack that made it) until the block is freed, on any thread.
+/// of the thread's own thread-local state (and, with the feature `stats`, two bumps of its own
+/// counters for `leakcheck::stats()`); inside a check it records each block made by the
+/// checked code (address, size, and the stack that made it) until the block is freed, on any
+/// thread.
 pub struct LeakCheck<A = System> {
     inner: A,
     /// Keeps the `LEAKCHECK_AT_EXIT` constructor linked into every binary that installs the

@@ -250,6 +250,7 @@ pub(crate) fn refresh(wanted: impl FnOnce() -> u8) {
 /// Calls `f` with the registered threads' blocks, under the registry lock (`f` must not
 /// allocate or take the lock): a thread leaving the registry folds its counters elsewhere
 /// under the same lock, so `f` sees each count exactly once wherever it reads both.
+#[cfg(any(test, feature = "stats"))]
 pub(crate) fn with_registered<R>(f: impl FnOnce(&mut dyn Iterator<Item = &Local>) -> R) -> R {
     let registry = REGISTRY.lock();
     let result = f(&mut registry.blocks());
@@ -291,7 +292,7 @@ pub(crate) fn recover_after_fork(mut fold: impl FnMut(&Local)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::tests::SERIAL;
+    use crate::counters::tests::SERIAL;
     use std::sync::{Arc, Barrier};
 
     #[test]

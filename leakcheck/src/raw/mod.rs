@@ -45,7 +45,7 @@ pub(crate) fn prepare_for_fork() {
         extern "C" fn in_child() {
             biased::membarrier::forget_registration();
             table::recover_after_fork();
-            crate::stats::recover_after_fork();
+            crate::counters::recover_after_fork();
             intern::recover_after_fork();
             crate::symbolize::forked();
         }

@@ -598,7 +598,7 @@ mod tests {
             .expect("an unused shard");
         let held = std::thread::spawn(move || {
             // Registers the thread's counters, and with them its exit guard.
-            crate::stats::allocated(1);
+            crate::counters::allocated(1);
             assert!(insert(rec(addr, 207)));
             assert_eq!(remove(addr).map(|r| r.tag), Some(207));
             !shard.slots.is_biased_to(0)
@@ -627,7 +627,7 @@ mod tests {
         let (shard, _) = locate(retained);
         // Recorded and retained by a thread that then exits: the shard's bias goes back.
         std::thread::spawn(move || {
-            crate::stats::allocated(1); // registers the thread, and its exit guard
+            crate::counters::allocated(1); // registers the thread, and its exit guard
             assert!(insert(rec(retained, 210)));
             assert!(retag(retained, 210, FILTERED_TAG));
             let mut staying = Vec::with_capacity(4);
