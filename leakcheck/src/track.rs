@@ -196,10 +196,11 @@ static STACKLESS: AtomicU64 = AtomicU64::new(0);
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 /// A block was allocated. The idle path (no check on this thread, none process-wide, the
-/// thread's counters registered) is one test of the thread's slow bits and two counter bumps,
-/// all addressed from the thread pointer; everything else is one call out of line, so that the
-/// allocator's `alloc` stays small enough to inline into its callers. Returns whether the
-/// block is recorded under a scope (the allocator then hands it out zeroed).
+/// thread registered) is one test of the thread's slow bits (and, with the `stats` feature,
+/// two counter bumps), all addressed from the thread pointer; everything else is one call out
+/// of line, so that the allocator's `alloc` stays small enough to inline into its callers.
+/// Returns whether the block is recorded under a scope (the allocator then hands it out
+/// zeroed).
 ///
 /// Inlined only where leakcheck is built without debug assertions (release). An `#[inline]`
 /// function is compiled into each crate that calls it, with that crate's optimisation level:
@@ -215,7 +216,8 @@ pub(crate) fn allocated(addr: usize, size: usize) -> bool {
             // SLOW_OWN stands for "state != IDLE", so the word itself need not be loaded.
             let idle = !local.is_slow(local::SLOW_ALLOC | local::SLOW_OWN);
             if idle {
-                crate::counters::count_allocation(local, size); // leakcheck::stats() (issue 5)
+                // leakcheck::stats() (feature `stats`)
+                crate::counters::count_allocation(local, size);
             }
             idle
         },
@@ -232,7 +234,7 @@ pub(crate) fn allocated(addr: usize, size: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn allocated_out_of_line(addr: usize, size: usize) -> bool {
-    crate::counters::allocated(size); // leakcheck::stats() (issue 5)
+    crate::counters::allocated(size); // leakcheck::stats() (feature `stats`)
     let state = thread_state();
     if state == ThreadState::IDLE {
         if PROCESS_SCOPE.load(Ordering::Relaxed) != 0 {
@@ -253,7 +255,7 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
 }
 
 /// A block is being freed. While no scope has records (and the thread is registered), that
-/// is one test of the thread's slow bits and two counter bumps.
+/// is one test of the thread's slow bits (and, with the `stats` feature, two counter bumps).
 #[cfg_attr(not(debug_assertions), inline)]
 #[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn freeing(addr: usize, size: usize) {
@@ -261,7 +263,8 @@ pub(crate) fn freeing(addr: usize, size: usize) {
         |local| {
             let fast = !local.is_slow(local::SLOW_FREE);
             if fast {
-                crate::counters::count_deallocation(local, size); // leakcheck::stats() (issue 5)
+                // leakcheck::stats() (feature `stats`)
+                crate::counters::count_deallocation(local, size);
             }
             fast
         },
@@ -275,7 +278,7 @@ pub(crate) fn freeing(addr: usize, size: usize) {
 #[cold]
 #[inline(never)]
 fn freeing_out_of_line(addr: usize, size: usize) {
-    // leakcheck::stats() (issue 5)
+    // leakcheck::stats() (feature `stats`)
     crate::counters::deallocated(size);
     // No test of TABLE_USERS first: a thread gets here mostly because it is not 0, and a
     // shard without records costs a hash and a load.
@@ -346,7 +349,7 @@ fn take_record(addr: usize) -> Option<Record> {
 #[cfg_attr(debug_assertions, inline(never))]
 pub(crate) fn reallocated(old: Option<Record>, old_size: usize, new_addr: usize, new_size: usize) {
     if new_addr != 0 {
-        crate::counters::reallocated(old_size, new_size); // leakcheck::stats() (issue 5)
+        crate::counters::reallocated(old_size, new_size); // leakcheck::stats() (feature `stats`)
     }
     if let Some(old) = old {
         if new_addr != 0 && old.tag & 1 != 0 {
