@@ -52,7 +52,7 @@ pub(crate) fn walk(
 ) -> Option<usize> {
     let (pc, sp, bp) = registers();
     let (low, high) = bounds;
-    if sp < low || sp >= high {
+    if sp < low || sp >= high || !sp.is_multiple_of(WORD) {
         return None;
     }
     // Nothing a caller saved lies below this frame: reads are confined to [sp, high).
@@ -64,25 +64,43 @@ pub(crate) fn walk(
     // next function or to another row).
     let mut lookup = pc;
     let mut n = 0;
+    // The loop works on the packed rule (see `pack`) and keeps one invariant: `sp` is a word
+    // boundary inside [low, high). Each frame then needs three comparisons on the CFA, and
+    // none on the return address's slot, which lies in [sp, CFA).
     loop {
-        let rule = match step_for(lookup) {
-            Step::Frame(rule) => rule,
-            Step::End => return Some(n),
-            Step::Unsupported => return None,
-        };
-        let base = if rule.cfa_from_rbp { bp } else { sp };
-        let cfa = base.wrapping_add_signed(rule.cfa_offset as isize);
-        // Every caller's frame lies strictly above its callee's.
-        if cfa <= sp {
+        // A cached frame rule passes one test; an empty slot (0) and the other steps, the rest.
+        let mut word = cached(lookup);
+        if word & FRAME == 0 {
+            if word == 0 {
+                word = step_word_uncached(lookup);
+            }
+            if word & FRAME == 0 {
+                return (word == END).then_some(n);
+            }
+        }
+        let base = if word & CFA_FROM_RBP != 0 { bp } else { sp };
+        let cfa = base.wrapping_add_signed((word >> 32) as u32 as i32 as isize);
+        // Every caller's frame lies strictly above its callee's, inside the stack.
+        if cfa <= sp || cfa > high || !cfa.is_multiple_of(WORD) {
             return None;
         }
-        let ret_slot = cfa.wrapping_add_signed(rule.ra_offset as isize);
+        let ret_slot = cfa - WORD;
         if ret_slot >= limit {
             return Some(n);
         }
-        let ret = read_stack(ret_slot, low, high)?;
-        if let Some(offset) = rule.rbp_offset {
-            bp = read_stack(cfa.wrapping_add_signed(offset as isize), low, high)?;
+        // SAFETY: `sp` and `cfa` are word boundaries with low <= sp < cfa <= high, so the
+        // word [cfa - 8, cfa) lies inside this thread's stack, which is mapped while it runs.
+        let ret = unsafe { read_word(ret_slot) };
+        if word & RBP_SAVED != 0 {
+            // A multiple of 8, at least 16 (`reduce_rules`): the slot is a word below the
+            // return address's.
+            let below = ((word >> 16) & 0xffff) as usize;
+            if cfa - low < below {
+                return None;
+            }
+            // SAFETY: low <= cfa - below and cfa - below + 8 <= cfa - 8 < high, a word
+            // boundary (cfa and below are multiples of 8): inside this thread's stack.
+            bp = unsafe { read_word(cfa - below) };
         }
         sp = cfa;
         if ret == 0 {
@@ -120,32 +138,33 @@ fn registers() -> (usize, usize, usize) {
     (pc, sp, bp)
 }
 
-/// Reads one word of this thread's stack, or `None` if `addr` is not an aligned word inside
-/// [low, high).
+const WORD: usize = core::mem::size_of::<usize>();
+
+/// Reads one word of this thread's stack.
+///
+/// # Safety
+///
+/// `addr` must be a word boundary with [addr, addr + 8) inside the calling thread's stack.
 #[inline(always)]
-fn read_stack(addr: usize, low: usize, high: usize) -> Option<usize> {
-    let word = core::mem::size_of::<usize>();
-    if addr < low || addr.checked_add(word)? > high || !addr.is_multiple_of(word) {
-        return None;
-    }
-    // SAFETY: [addr, addr + 8) is an aligned word inside this thread's stack (checked above),
-    // which is mapped for as long as the thread runs; `read_volatile` because the words belong
-    // to other frames and are not Rust values we own.
-    Some(unsafe { core::ptr::read_volatile(addr as *const usize) })
+unsafe fn read_word(addr: usize) -> usize {
+    // SAFETY: the caller's promise: an aligned word of this thread's stack, mapped for as long
+    // as the thread runs. `read_volatile` because the words belong to other frames and are not
+    // Rust values we own.
+    unsafe { core::ptr::read_volatile(addr as *const usize) }
 }
 
 // ---- rules ----
 
-/// How to get from one frame to its caller, reduced to what x86_64 code nearly always uses.
+/// How to get from one frame to its caller, reduced to what x86_64 code nearly always uses. The
+/// return address is at CFA - 8 (the only rule x86_64 compilers emit; others are `Unsupported`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rule {
     /// CFA = rbp + `cfa_offset` (else rsp + `cfa_offset`).
     cfa_from_rbp: bool,
     cfa_offset: i32,
-    /// The return address is at CFA + `ra_offset` (-8 in practice).
-    ra_offset: i8,
-    /// The caller's rbp is at CFA + offset; `None`: rbp is unchanged in this frame.
-    rbp_offset: Option<i16>,
+    /// The caller's rbp is at CFA - `rbp_below` (a multiple of 8, at least 16); `None`: rbp is
+    /// unchanged in this frame.
+    rbp_below: Option<u16>,
 }
 
 /// What the walk does at one pc.
@@ -160,27 +179,26 @@ enum Step {
     Unsupported,
 }
 
-const TAG_FRAME: u64 = 1;
-const TAG_END: u64 = 2;
-const TAG_UNSUPPORTED: u64 = 3;
-const FLAG_CFA_RBP: u64 = 1 << 2;
-const FLAG_RBP_SAVED: u64 = 1 << 3;
+/// A frame's rule (else `END` or `UNSUPPORTED`, which have this bit clear).
+const FRAME: u64 = 1;
+const CFA_FROM_RBP: u64 = 1 << 1;
+const RBP_SAVED: u64 = 1 << 2;
+const END: u64 = 1 << 3;
+const UNSUPPORTED: u64 = 1 << 4;
 
-/// Packs a step into one non-zero word: tag in bits 0-1, flags in 2-3, the return address's
-/// offset in 8-15, rbp's in 16-31 and the CFA's in 32-63.
+/// Packs a step into one non-zero word, laid out for [`walk`]'s loop to use without unpacking:
+/// flags in bits 0-4, rbp's distance below the CFA in bits 16-31, the CFA's offset in 32-63.
 fn pack(step: Step) -> u64 {
     match step {
-        Step::End => TAG_END,
-        Step::Unsupported => TAG_UNSUPPORTED,
+        Step::End => END,
+        Step::Unsupported => UNSUPPORTED,
         Step::Frame(rule) => {
-            let mut word = TAG_FRAME
-                | u64::from(rule.ra_offset as u8) << 8
-                | u64::from(rule.cfa_offset as u32) << 32;
+            let mut word = FRAME | u64::from(rule.cfa_offset as u32) << 32;
             if rule.cfa_from_rbp {
-                word |= FLAG_CFA_RBP;
+                word |= CFA_FROM_RBP;
             }
-            if let Some(offset) = rule.rbp_offset {
-                word |= FLAG_RBP_SAVED | u64::from(offset as u16) << 16;
+            if let Some(below) = rule.rbp_below {
+                word |= RBP_SAVED | u64::from(below) << 16;
             }
             word
         }
@@ -188,17 +206,18 @@ fn pack(step: Step) -> u64 {
 }
 
 /// The inverse of [`pack`]; `word` is not 0.
-#[inline(always)]
+#[cfg(test)]
 fn unpack(word: u64) -> Step {
-    match word & 3 {
-        TAG_FRAME => Step::Frame(Rule {
-            cfa_from_rbp: word & FLAG_CFA_RBP != 0,
+    if word & FRAME != 0 {
+        Step::Frame(Rule {
+            cfa_from_rbp: word & CFA_FROM_RBP != 0,
             cfa_offset: (word >> 32) as u32 as i32,
-            ra_offset: (word >> 8) as u8 as i8,
-            rbp_offset: (word & FLAG_RBP_SAVED != 0).then_some((word >> 16) as u16 as i16),
-        }),
-        TAG_END => Step::End,
-        _ => Step::Unsupported,
+            rbp_below: (word & RBP_SAVED != 0).then_some((word >> 16) as u16),
+        })
+    } else if word == END {
+        Step::End
+    } else {
+        Step::Unsupported
     }
 }
 
@@ -232,23 +251,22 @@ fn home(pc: usize) -> usize {
     ((pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_BITS)) as usize
 }
 
-/// The packed step cached for `pc`, if any.
+/// The packed step cached for `pc`, or 0 (which has no flag set, [`FRAME`] included).
 #[inline(always)]
-fn cached(pc: usize) -> Option<u64> {
+fn cached(pc: usize) -> u64 {
     let mut i = home(pc);
     for _ in 0..PROBES {
         let slot = &CACHE[i];
         let key = slot.pc.load(Ordering::Relaxed);
         if key == pc {
-            let word = slot.step.load(Ordering::Relaxed);
-            return (word != 0).then_some(word);
+            return slot.step.load(Ordering::Relaxed);
         }
         if key == 0 {
-            return None;
+            return 0;
         }
         i = (i + 1) & (CACHE_LEN - 1);
     }
-    None
+    0
 }
 
 /// Caches `word` for `pc`; does nothing when the pc's probe run is full.
@@ -273,25 +291,27 @@ fn remember(pc: usize, word: u64) {
     }
 }
 
-/// The step at `pc` (a return address - 1, or the walker's own pc), from the cache or computed.
-#[inline(always)]
-fn step_for(pc: usize) -> Step {
-    if let Some(word) = cached(pc) {
-        return unpack(word);
+/// The packed step at `pc` (a return address - 1, or the walker's own pc), from the cache or
+/// computed, as [`walk`] finds it.
+#[cfg(test)]
+fn step_word(pc: usize) -> u64 {
+    match cached(pc) {
+        0 => step_word_uncached(pc),
+        word => word,
     }
-    step_for_uncached(pc)
 }
 
 #[cold]
 #[inline(never)]
-fn step_for_uncached(pc: usize) -> Step {
+fn step_word_uncached(pc: usize) -> u64 {
     match resolve(pc) {
         Some(step) => {
-            remember(pc, pack(step));
-            step
+            let word = pack(step);
+            remember(pc, word);
+            word
         }
         // The context is busy for too long: walk this stack with libgcc, cache nothing.
-        None => Step::Unsupported,
+        None => UNSUPPORTED,
     }
 }
 
@@ -518,15 +538,12 @@ fn reduce_rules(
     ra: Option<RegisterRule<usize>>,
     rbp: Option<RegisterRule<usize>>,
 ) -> Step {
-    let ra_offset = match ra {
-        Some(RegisterRule::Offset(offset)) => match i8::try_from(offset) {
-            Ok(offset) => offset,
-            Err(_) => return Step::Unsupported,
-        },
+    match ra {
+        Some(RegisterRule::Offset(-8)) => {}
         // No caller: the outermost frame (`_start`, `clone3`).
         Some(RegisterRule::Undefined) => return Step::End,
         _ => return Step::Unsupported,
-    };
+    }
     let (cfa_from_rbp, cfa_offset) = match *cfa {
         CfaRule::RegisterAndOffset { register, offset } => {
             let from_rbp = if register == X86_64::RSP {
@@ -543,19 +560,22 @@ fn reduce_rules(
         }
         CfaRule::Expression(_) => return Step::Unsupported,
     };
-    let rbp_offset = match rbp {
+    // A saved rbp lies in a word of its own below the return address, where compilers put it
+    // (the walk reads it without further checks on its alignment).
+    let rbp_below = match rbp {
         None | Some(RegisterRule::SameValue) => None,
-        Some(RegisterRule::Offset(offset)) => match i16::try_from(offset) {
-            Ok(offset) => Some(offset),
-            Err(_) => return Step::Unsupported,
-        },
+        Some(RegisterRule::Offset(offset)) if offset < 0 => {
+            match u16::try_from(offset.unsigned_abs()) {
+                Ok(below) if below >= 16 && below % 8 == 0 => Some(below),
+                _ => return Step::Unsupported,
+            }
+        }
         Some(_) => return Step::Unsupported,
     };
     Step::Frame(Rule {
         cfa_from_rbp,
         cfa_offset,
-        ra_offset,
-        rbp_offset,
+        rbp_below,
     })
 }
 
@@ -601,7 +621,7 @@ mod tests {
     fn rules_of(frames: &[usize]) -> Vec<Rule> {
         frames
             .iter()
-            .filter_map(|&ret| match step_for(ret - 1) {
+            .filter_map(|&ret| match unpack(step_word(ret - 1)) {
                 Step::Frame(rule) => Some(rule),
                 _ => None,
             })
@@ -648,7 +668,7 @@ mod tests {
             assert!(
                 rules
                     .iter()
-                    .any(|r| !r.cfa_from_rbp && r.rbp_offset.is_some()),
+                    .any(|r| !r.cfa_from_rbp && r.rbp_below.is_some()),
                 "rbp never saved as a plain callee-saved register: {rules:?}"
             );
         }
@@ -765,14 +785,12 @@ mod tests {
                 Rule {
                     cfa_from_rbp: false,
                     cfa_offset: 48,
-                    ra_offset: -8,
-                    rbp_offset: Some(-32),
+                    rbp_below: Some(32),
                 },
                 Rule {
                     cfa_from_rbp: true,
                     cfa_offset: 16,
-                    ra_offset: -8,
-                    rbp_offset: Some(-16),
+                    rbp_below: Some(16),
                 },
             ]
         );
@@ -784,26 +802,22 @@ mod tests {
             Rule {
                 cfa_from_rbp: false,
                 cfa_offset: 8,
-                ra_offset: -8,
-                rbp_offset: None,
+                rbp_below: None,
             },
             Rule {
                 cfa_from_rbp: true,
                 cfa_offset: 16,
-                ra_offset: -8,
-                rbp_offset: Some(-16),
+                rbp_below: Some(16),
             },
             Rule {
                 cfa_from_rbp: false,
                 cfa_offset: i32::MAX,
-                ra_offset: i8::MIN,
-                rbp_offset: Some(i16::MIN),
+                rbp_below: Some(u16::MAX - 7),
             },
             Rule {
                 cfa_from_rbp: true,
-                cfa_offset: -4,
-                ra_offset: i8::MAX,
-                rbp_offset: Some(i16::MAX),
+                cfa_offset: i32::MIN,
+                rbp_below: Some(u16::MAX),
             },
         ];
         for rule in rules {
@@ -828,8 +842,7 @@ mod tests {
             Step::Frame(Rule {
                 cfa_from_rbp: false,
                 cfa_offset: 4104,
-                ra_offset: -8,
-                rbp_offset: None,
+                rbp_below: None,
             })
         );
         let rbp = CfaRule::RegisterAndOffset {
@@ -841,8 +854,7 @@ mod tests {
             Step::Frame(Rule {
                 cfa_from_rbp: true,
                 cfa_offset: 16,
-                ra_offset: -8,
-                rbp_offset: Some(-16),
+                rbp_below: Some(16),
             })
         );
         assert_eq!(
@@ -869,6 +881,28 @@ mod tests {
         assert_eq!(
             reduce_rules(&rsp(8), Some(RegisterRule::SameValue), None),
             Step::Unsupported
+        );
+        // The walk reads the return address at CFA - 8 and a saved rbp in a word of its own
+        // below it, without further checks: anything else is libgcc's to walk.
+        for ra_offset in [-16, 0, 8] {
+            let ra = Some(RegisterRule::Offset(ra_offset));
+            assert_eq!(reduce_rules(&rsp(16), ra, None), Step::Unsupported);
+        }
+        for rbp_offset in [-8, -12, 0, 8, -(1 << 16), i64::MIN] {
+            let rbp = Some(RegisterRule::Offset(rbp_offset));
+            assert_eq!(
+                reduce_rules(&rsp(64), ra.clone(), rbp),
+                Step::Unsupported,
+                "rbp at CFA{rbp_offset:+}"
+            );
+        }
+        assert_eq!(
+            reduce_rules(&rsp(64), ra.clone(), Some(RegisterRule::Offset(-56))),
+            Step::Frame(Rule {
+                cfa_from_rbp: false,
+                cfa_offset: 64,
+                rbp_below: Some(56),
+            })
         );
     }
 }
