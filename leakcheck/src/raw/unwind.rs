@@ -9,9 +9,9 @@
 //! CFA + offset. This walker keeps that reduced rule per return address in a fixed, lock-free,
 //! open-addressing table in static memory, so a cached frame costs a hash probe, three
 //! comparisons that bound the frame inside the stack, and one or two stack reads (~45
-//! instructions). A miss finds the object with `dl_iterate_phdr`, looks
-//! the FDE up through `.eh_frame_hdr` and evaluates its row with gimli (once per return address
-//! for the life of the process).
+//! instructions). A miss finds the object with `dl_iterate_phdr`, looks the FDE up through
+//! `.eh_frame_hdr` and evaluates its row with gimli (once per return address for the life of
+//! the process).
 //!
 //! The walker gives up — [`walk`] returns `None` and the caller falls back to libgcc for that
 //! capture — on any frame whose rule the reduced form cannot express: a CFA computed by a DWARF
@@ -93,8 +93,8 @@ pub(crate) fn walk(
         // word [cfa - 8, cfa) lies inside this thread's stack, which is mapped while it runs.
         let ret = unsafe { read_word(ret_slot) };
         if word & RBP_SAVED != 0 {
-            // A multiple of 8, at least 16 (`reduce_rules`): the slot is a word below the
-            // return address's.
+            // Walkable (`rbp_below_is_walkable`, enforced by `pack`): a multiple of 8, at least
+            // 16, so the slot is a word of its own below the return address's.
             let below = ((word >> 16) & 0xffff) as usize;
             if cfa - low < below {
                 return None;
@@ -198,8 +198,13 @@ fn pack(step: Step) -> u64 {
             if rule.cfa_from_rbp {
                 word |= CFA_FROM_RBP;
             }
-            if let Some(below) = rule.rbp_below {
-                word |= RBP_SAVED | u64::from(below) << 16;
+            match rule.rbp_below {
+                None => {}
+                Some(below) if rbp_below_is_walkable(below) => {
+                    word |= RBP_SAVED | u64::from(below) << 16;
+                }
+                // `reduce_rules` makes no such rule; `walk` relies on it.
+                Some(_) => return UNSUPPORTED,
             }
             word
         }
@@ -525,6 +530,12 @@ fn evaluate(
     }
 }
 
+/// Whether [`walk`] may read a saved rbp this far below the CFA without checking the slot's
+/// alignment or its distance from the return address's: a word of its own below it.
+const fn rbp_below_is_walkable(below: u16) -> bool {
+    below >= 16 && below.is_multiple_of(8)
+}
+
 /// Reduces a CFI row to a [`Rule`], if it fits.
 fn reduce(row: &UnwindTableRow<usize, Fixed>) -> Step {
     reduce_rules(
@@ -567,7 +578,7 @@ fn reduce_rules(
         None | Some(RegisterRule::SameValue) => None,
         Some(RegisterRule::Offset(offset)) if offset < 0 => {
             match u16::try_from(offset.unsigned_abs()) {
-                Ok(below) if below >= 16 && below % 8 == 0 => Some(below),
+                Ok(below) if rbp_below_is_walkable(below) => Some(below),
                 _ => return Step::Unsupported,
             }
         }
@@ -818,7 +829,7 @@ mod tests {
             Rule {
                 cfa_from_rbp: true,
                 cfa_offset: i32::MIN,
-                rbp_below: Some(u16::MAX),
+                rbp_below: Some(16),
             },
         ];
         for rule in rules {
@@ -828,6 +839,15 @@ mod tests {
         }
         for step in [Step::End, Step::Unsupported] {
             assert_eq!(unpack(pack(step)), step);
+        }
+        // A saved rbp the walk could not read unchecked is never packed as a frame.
+        for below in [0, 8, 12, 20, u16::MAX] {
+            let rule = Rule {
+                cfa_from_rbp: false,
+                cfa_offset: 64,
+                rbp_below: Some(below),
+            };
+            assert_eq!(pack(Step::Frame(rule)), UNSUPPORTED, "rbp at CFA-{below}");
         }
     }
 
