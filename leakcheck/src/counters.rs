@@ -179,9 +179,13 @@ pub(crate) fn deallocated(size: usize) {
     count((DEALLOCATIONS, 1), (BYTES_DEALLOCATED, size as u64));
 }
 
-/// A block was reallocated from `old_size` to `new_size` bytes.
+/// A block was reallocated from `old_size` to `new_size` bytes. Without the feature, nothing:
+/// the thread registers at its first allocation or free, whichever path that takes.
 #[inline]
 pub(crate) fn reallocated(old_size: usize, new_size: usize) {
+    if !COUNTING {
+        return;
+    }
     let change = if new_size >= old_size {
         (BYTES_ALLOCATED, (new_size - old_size) as u64)
     } else {
