@@ -509,17 +509,18 @@ mod tests {
         std::hint::black_box(depth);
     }
 
-    /// The functions a return address is in: the innermost inlined one first, the one whose
-    /// code it is last. A release build may inline a test's body into the harness's
-    /// `FnOnce::call_once` shim, and the test is then one of the inlined frames.
-    fn functions_at(ret: usize) -> Vec<String> {
+    /// Whether a return address is in `function` itself (not one of its closures), inlined or
+    /// not. A release build may inline a test's body into libtest's `FnOnce::call_once` shim,
+    /// together with the test's harness closure, which is the next frame out otherwise.
+    fn is_in(ret: usize, function: &str) -> (bool, Vec<String>) {
         let mut names = Vec::new();
         backtrace::resolve((ret - 1) as *mut core::ffi::c_void, |symbol| {
             if let Some(name) = symbol.name() {
-                names.push(name.to_string());
+                names.push(format!("{name:#}")); // without the hash
             }
         });
-        names
+        let found = names.iter().any(|n| n.ends_with(&format!("::{function}")));
+        (found, names)
     }
 
     #[test]
@@ -542,13 +543,9 @@ mod tests {
         assert_eq!(limited[2..], full[2..limited.len()]);
         // The last frame kept is the return address into this test (the closure's caller
         // chain ends at `nest`'s outermost call, made from here); nothing above it.
-        let names = functions_at(*limited.last().unwrap());
-        assert!(
-            names
-                .iter()
-                .any(|n| n.contains("captures_end_at_the_frame_that_set_the_limit")),
-            "last frame kept is in {names:?}"
-        );
+        let last = *limited.last().unwrap();
+        let (found, names) = is_in(last, "captures_end_at_the_frame_that_set_the_limit");
+        assert!(found, "last frame kept is in {names:?}");
         // Limits nest: dropping the inner one restores the outer.
         let outer = 1u8;
         let _outer = CaptureLimit::below(&outer);
@@ -583,13 +580,12 @@ mod tests {
         assert!(started.len() + 6 <= full.len(), "{started:x?} vs {full:x?}");
         assert_eq!(started[..], full[full.len() - started.len()..]);
         // The first frame kept is the return address into the caller of the marker's function.
-        let names = functions_at(started[0]);
-        assert!(
-            names
-                .iter()
-                .any(|n| n.contains("captures_start_at_the_frame_that_holds_the_start_marker")),
-            "first frame kept is in {names:?}"
+        let first = started[0];
+        let (found, names) = is_in(
+            first,
+            "captures_start_at_the_frame_that_holds_the_start_marker",
         );
+        assert!(found, "first frame kept is in {names:?}");
     }
 
     #[test]
