@@ -1,7 +1,8 @@
 //! The function that allocated is the first frame of its report, also when the allocation is
-//! its last action in an optimised build: builds `tests/frames-fixture` in release, without and
-//! with frame pointers, runs its `last_action` binary and checks that each test's report starts
-//! at the helper's own line (`// site: HELPER`), then the test's call (`// call: TEST`).
+//! its last action in an optimised build: builds `tests/frames-fixture` in debug, and in release
+//! without and with frame pointers, runs its `last_action` binary and checks that each test's
+//! report starts at the helper's own line (`// site: HELPER`), then the test's call
+//! (`// call: TEST`).
 //!
 //! The allocator is inlined into such a helper; were its call to the code that takes the stack
 //! the helper's last instruction, the compiler would make it a jump after popping the helper's
@@ -151,6 +152,11 @@ fn environment_has_frame_pointers() -> bool {
     ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"]
         .iter()
         .any(|var| std::env::var(var).is_ok_and(|flags| flags.contains("force-frame-pointers=yes")))
+}
+
+#[test]
+fn debug_reports_start_at_the_allocating_function() {
+    check(Profile::Debug, environment_has_frame_pointers());
 }
 
 #[test]
