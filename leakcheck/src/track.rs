@@ -200,7 +200,9 @@ static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 /// two counter bumps), all addressed from the thread pointer; everything else is one call out
 /// of line, so that the allocator's `alloc` stays small enough to inline into its callers.
 /// Returns whether the block is recorded under a scope (the allocator then hands it out
-/// zeroed).
+/// zeroed). Callers must use the answer after the call, so that the call is never a tail call
+/// that pops the allocating function's frame before its stack is taken (`raw::alloc`'s
+/// `keep_frame` says why).
 ///
 /// Inlined only where leakcheck is built without debug assertions (release). An `#[inline]`
 /// function is compiled into each crate that calls it, with that crate's optimisation level:

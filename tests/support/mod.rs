@@ -36,6 +36,15 @@ pub enum Profile {
     Debug,
     /// `cargo test --release`.
     Release,
+    /// `cargo test --release` with `-C force-frame-pointers=yes` added to `RUSTFLAGS`, for every
+    /// crate as the manual's `.cargo/config.toml` setting gives, into a target directory of its
+    /// own ([`target_dir_with_frame_pointers`]): other flags would rebuild `target/fixture`.
+    ReleaseWithFramePointers,
+}
+
+/// The target directory of [`Profile::ReleaseWithFramePointers`] builds.
+pub fn target_dir_with_frame_pointers() -> PathBuf {
+    root().join("target/fixture-fp")
 }
 
 /// A fixture crate under the repository root.
@@ -91,8 +100,24 @@ impl Fixture {
 
     fn build_now(&self, profile: Profile) -> Binaries {
         let mut cmd = self.cargo(&["test", "--no-run", "--message-format=json"]);
-        if profile == Profile::Release {
+        if profile != Profile::Debug {
             cmd.arg("--release");
+        }
+        if profile == Profile::ReleaseWithFramePointers {
+            // Added to the flags the environment gives (cargo reads the encoded form first).
+            match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+                Ok(flags) if !flags.is_empty() => {
+                    cmd.env(
+                        "CARGO_ENCODED_RUSTFLAGS",
+                        format!("{flags}\x1f-C\x1fforce-frame-pointers=yes"),
+                    );
+                }
+                _ => {
+                    let flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+                    cmd.env("RUSTFLAGS", format!("{flags} -C force-frame-pointers=yes"));
+                }
+            }
+            cmd.env("CARGO_TARGET_DIR", target_dir_with_frame_pointers());
         }
         let run = Run::new(
             &format!("build {} ({profile:?})", self.dir.display()),

@@ -70,6 +70,8 @@ impl<A> LeakCheck<A> {
 // hand the address to another thread at once) and added only after the inner allocator has
 // returned a non-null block; a failed allocation is neither recorded nor counted.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
+    // Both allocating methods use `track::allocated`'s answer after the call: see
+    // [`keep_frame`] for why that matters.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees (`layout` has non-zero size).
@@ -85,9 +87,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        if !ptr.is_null() {
+        if !ptr.is_null() && track::allocated(ptr as usize, layout.size()) {
             // Already zeroed: nothing to wipe.
-            let _ = track::allocated(ptr as usize, layout.size());
+            keep_frame();
         }
         ptr
     }
@@ -114,6 +116,24 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakCheck<A> {
         }
         new_ptr
     }
+}
+
+/// Keeps the function that allocated on the stack while its block is recorded.
+///
+/// These methods are inlined into the code that allocates. Were the call that records a block
+/// (and captures its stack) the last thing such a function does, as when it forgets a
+/// `vec![0; n]` in place and nothing reads the pointer after the allocation, an optimised build
+/// would make that call a jump after popping the function's frame: the captured stack would
+/// start at its caller, the report would blame the caller's line and a suppression naming the
+/// function would not match. Code after the call that depends on its answer prevents that:
+/// `alloc` wipes a recorded block; `alloc_zeroed` reaches this empty `black_box`, which the
+/// compiler must keep where it is and cannot see through. It emits no instruction, and only a
+/// recorded block reaches it: the idle path is unchanged. This holds whether `track::allocated`
+/// is inlined (its out-of-line part is then the call) or not (in builds with debug assertions,
+/// where it is the call itself).
+#[inline(always)]
+fn keep_frame() {
+    core::hint::black_box(());
 }
 
 /// Blocks above this size are not wiped past it: glibc serves them from fresh (zeroed) pages
