@@ -40,6 +40,8 @@ FN_LINE = re.compile(r"^(\s*)((?:pub(?:\([^)]*\))?\s+)?fn\s)")
 UNCHECKED_FORMS = {
     "#[quickcheck]": re.compile(r"^\s*#\[(?:\w+::)*quickcheck\]"),
     "#[cfg_attr(..., test)]": re.compile(r"^\s*#\[cfg_attr\(.*,\s*test\s*\)\]"),
+    # Runs the body up to N times itself; not a form the attribute knows.
+    "#[flaky_test]": re.compile(r"^\s*#\[(?:\w+::)*flaky_test\]"),
 }
 
 
