@@ -7,7 +7,8 @@
   junit XML META OUT                              the failures of a nextest JUnit file, as JSON
   flagged RESULTS_DIR                             the tests leakcheck reported, one
                                                   `target<TAB>name` a line
-  summary OUT_DIR                                 the markdown summary of every result
+  summary OUT_DIR MANIFEST                        the markdown summary of every crate of
+                                                  MANIFEST that has results
 
 META is `cargo metadata --no-deps` of the copy: it maps runners' binary names to test targets.
 A test is named by its target's source path and its libtest name (`tests/quick.rs
@@ -24,6 +25,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ATTRIBUTE = "#[leakcheck::leakcheck]"
+# In the library's own files: leakcheck is a dev-dependency, absent from the library's normal
+# build, where a `#[test]` outside a `#[cfg(test)]` module is still parsed (and then dropped).
+LIB_ATTRIBUTE = "#[cfg_attr(test, leakcheck::leakcheck)]"
 ALLOCATOR = "static LEAKCHECK_ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();"
 
 # `#[test]`, `#[tokio::test]`, `#[async_std::test(...)]` at the start of a line (not in a
@@ -36,6 +40,8 @@ FN_LINE = re.compile(r"^(\s*)((?:pub(?:\([^)]*\))?\s+)?fn\s)")
 UNCHECKED_FORMS = {
     "#[quickcheck]": re.compile(r"^\s*#\[(?:\w+::)*quickcheck\]"),
     "#[cfg_attr(..., test)]": re.compile(r"^\s*#\[cfg_attr\(.*,\s*test\s*\)\]"),
+    # Runs the body up to N times itself; not a form the attribute knows.
+    "#[flaky_test]": re.compile(r"^\s*#\[(?:\w+::)*flaky_test\]"),
 }
 
 
@@ -113,9 +119,9 @@ def test_roots(dest, data):
     return roots
 
 
-def annotate_file(path):
-    """Puts `#[leakcheck::leakcheck]` on every test in `path`, on the test attribute's own line
-    so that every other line keeps its number (reports' file:line stay the package's).
+def annotate_file(path, attribute):
+    """Puts `attribute` on every test in `path`, on the test attribute's own line so that every
+    line keeps its number (reports' file:line stay the package's).
 
     Before the test attribute, not after it: below `#[leakcheck]` the attribute sees the
     `#[test]`; above it, it has to find the `#[test]` in the source text, which fails when the
@@ -124,15 +130,21 @@ def annotate_file(path):
     unchecked = {}
     out = []
     depth = None  # brace depth inside a `quickcheck! {` block
+    test_above = False  # a test attribute was annotated since the last `fn`
     for line in path.read_text().split("\n"):
         m = TEST_LINE.match(line)
         if m:
-            line = f"{m.group(1)}{ATTRIBUTE} {line[len(m.group(1)):]}"
+            line = f"{m.group(1)}{attribute} {line[len(m.group(1)):]}"
             counts["attribute"] += 1
-        elif depth is not None and depth == 1 and FN_LINE.match(line):
-            m = FN_LINE.match(line)
-            line = f"{m.group(1)}{ATTRIBUTE} {line[len(m.group(1)):]}"
-            counts["quickcheck!"] += 1
+            test_above = True
+        elif FN_LINE.match(line):
+            # A `quickcheck! { fn ... }` function, unless a macro of the crate's own wrote the
+            # `#[test]` above it (indexmap's `quickcheck_limit!`).
+            if depth == 1 and not test_above:
+                m = FN_LINE.match(line)
+                line = f"{m.group(1)}{attribute} {line[len(m.group(1)):]}"
+                counts["quickcheck!"] += 1
+            test_above = False
         else:
             for form, pattern in UNCHECKED_FORMS.items():
                 if pattern.match(line):
@@ -178,10 +190,12 @@ def prepare(src, dest, leakcheck, kind):
         lines += ["#[global_allocator]", ALLOCATOR, ""]
         with path.open("a") as f:
             f.write("\n".join(lines))
-    for path in sorted(list(dest.glob("src/**/*.rs")) + list(dest.glob("tests/**/*.rs"))):
+    files = [(p, LIB_ATTRIBUTE) for p in sorted(dest.glob("src/**/*.rs"))]
+    files += [(p, ATTRIBUTE) for p in sorted(dest.glob("tests/**/*.rs"))]
+    for path, attribute in files:
         if path in own_allocator:
             continue
-        counts, unchecked = annotate_file(path)
+        counts, unchecked = annotate_file(path, attribute)
         if any(counts.values()):
             record["files"][str(path.relative_to(dest))] = counts
         for form, n in unchecked.items():
@@ -225,20 +239,25 @@ def classify(text):
             failure["bytes"] = int(m.group(1).replace(",", ""))
             failure["allocs"] = int(m.group(2).replace(",", ""))
         return failure
-    if "leakcheck:" in text:
-        line = next(l for l in text.splitlines() if "leakcheck:" in l)
+    if "leakcheck: " in text:
+        line = next(l for l in text.splitlines() if "leakcheck: " in l)
         return {"kind": "leakcheck", "message": line.strip()[:300]}
     panic = re.search(r"panicked at ([^\n]*)\n([^\n]*)", text)
     return {"kind": "other", "message": (panic.group(0) if panic else text.strip()[-300:])[:300]}
 
 
 def first_site(text):
-    """The largest group's first frame (function and file:line), where the report starts."""
-    m = re.search(r"allocated at:\n\s*0: ([^\n]*)\n\s*at ([^\n]*)", text)
+    """The first frame of the largest group that is not inside `alloc`'s or `core`'s plumbing
+    (function and file:line): the line that allocated, or std's function that did."""
+    m = re.search(r"allocated at:\n((?:\s+\d+: [^\n]*\n(?:\s+at [^\n]*\n)?)+)", text)
     if not m:
         return None
-    location = re.sub(r"^.*/registry/src/[^/]+/", "", m.group(2).strip())
-    return f"{m.group(1).strip()} at {location}"
+    frames = re.findall(r"\s+\d+: ([^\n]*)\n(?:\s+at ([^\n]*)\n)?", m.group(1))
+    plumbing = re.compile(r"^<?(?:alloc|core)::")
+    function, location = next((f for f in frames if not plumbing.match(f[0])), frames[0])
+    location = re.sub(r"^.*/registry/src/[^/]+/", "", location.strip())
+    location = re.sub(r"^/rustc/[0-9a-f]+/", "", location)
+    return f"{function.strip()} at {location}" if location else function.strip()
 
 
 def libtest(log_path, meta_path, out_path):
@@ -380,10 +399,15 @@ def load(path):
     return json.load(open(path)) if os.path.exists(path) else None
 
 
-def summary(out_dir):
+def summary(out_dir, manifest):
     out = Path(out_dir)
     info = load(out / "results" / "run.json") or {}
-    crates = [line.split()[:2] for line in open(out / "results" / "crates.txt")]
+    crates = [
+        line.split()[:2]
+        for line in open(manifest)
+        if line.strip() and not line.startswith("#")
+        and (out / "results" / line.split()[0] / "meta.json").exists()
+    ]
     configs = [
         (f"{c}.{b}", f"{cl}, {bl}")
         for c, cl in CONFIGS
@@ -393,13 +417,13 @@ def summary(out_dir):
     print("# leakcheck on third-party test suites\n")
     print(
         f"leakcheck at `{info.get('leakcheck', '?')}`, {info.get('profile', 'debug')} builds, "
-        f"{info.get('date', '?')}; `{info.get('command', 'scripts/third-party')}`.\n"
+        f"last run {info.get('date', '?')}.\n"
     )
     print(
         "Every test of each suite runs under `#[leakcheck::leakcheck]` where the form allows it "
         "(`checked`: tests that fail when `LEAKCHECK` holds an invalid value, so the check "
         "really runs). `baseline`: tests that fail in the unmodified suite without leakcheck "
-        "(`cargo test`, default threads).\n"
+        "(`cargo test`, default threads), with `RUST_BACKTRACE` unset / =1.\n"
     )
     print("| crate | version | tests | ignored | checked | unchecked forms | baseline failures |")
     print("|---|---|---:|---:|---:|---|---|")
@@ -409,8 +433,18 @@ def summary(out_dir):
         res = out / "results" / name
         listed = load(res / "list.json") or {}
         checked = load(res / "checked.json")
-        baseline = load(res / "baseline.json")
+        baselines = {bt: load(res / f"baseline.{bt}.json") for bt, _ in BACKTRACE}
+        baseline = baselines["bt-unset"] or load(res / "baseline.json")
         notes = load(out / name / "leakcheck-annotations.json") or {}
+        build = res / "build.log"
+        if build.exists() and "Finished" not in build.read_text(errors="replace"):
+            error = next(
+                (l for l in build.read_text(errors="replace").splitlines() if l.startswith("error")),
+                "see build.log",
+            )
+            error = error.replace("`", "'")
+            print(f"| {name} | {version} | - | - | - | does not build with leakcheck: `{error}` | - |")
+            continue
         n_tests = listed.get("tests", 0)
         n_checked = (
             sum(1 for f in checked["failures"].values() if f["kind"] == "leakcheck"
@@ -422,12 +456,18 @@ def summary(out_dir):
         totals["checked"] += n_checked
         forms = [f"{form} x{n}" for form, n in notes.get("unchecked", {}).items()]
         forms += [f"own `#[global_allocator]`: {p}" for p in notes.get("own_allocator", [])]
-        base = "not run"
-        if baseline:
-            base = str(len(baseline["failures"]))
-            if baseline["incomplete"]:
-                base += f" (+ incomplete: {', '.join(baseline['incomplete'])})"
-        per_crate[name] = baseline
+        parts = []
+        for bt, _ in BACKTRACE:
+            b = baselines[bt] or (baseline if bt == "bt-unset" else None)
+            part = "not run" if b is None else str(len(b["failures"]))
+            if b and b["incomplete"]:
+                part += f" (+ incomplete: {', '.join(b['incomplete'])})"
+            parts.append(part)
+        base = " / ".join(parts)
+        per_crate[name] = {
+            bt: set((baselines[bt] or (baseline if bt == "bt-unset" else None) or {}).get("failures", {}))
+            for bt, _ in BACKTRACE
+        }
         print(
             f"| {name} | {version} | {n_tests} | {baseline['ignored'] if baseline else '?'} | {n_checked} | "
             f"{'; '.join(forms) or '-'} | {base} |"
@@ -438,6 +478,8 @@ def summary(out_dir):
     single = {}
     for name, _ in crates:
         for path in (out / "results" / name / "valgrind").glob("single.*.log"):
+            if not path.with_suffix(".json").exists():
+                continue  # still running
             key = json.load(open(path.with_suffix(".json")))["key"]
             single[(name, key)] = valgrind(path)
 
@@ -454,9 +496,9 @@ def summary(out_dir):
     column_totals = [[0, 0, 0, 0] for _ in configs]
     for name, _ in crates:
         cells = []
-        baseline = per_crate.get(name)
-        base_fail = set(baseline["failures"]) if baseline else set()
+        baseline = per_crate.get(name, {})
         for i, (cid, _) in enumerate(configs):
+            base_fail = baseline.get(cid.split(".")[1], set())
             r = load(out / "results" / name / f"{cid}.json")
             if r is None:
                 cells.append("-")
@@ -471,7 +513,7 @@ def summary(out_dir):
             for k in other:
                 others.setdefault((name, k), []).append((cid, r["failures"][k]))
             cell = f"{len(leaks)}"
-            if single:
+            if (out / "results" / name / "valgrind").is_dir():
                 cell += f" ({len(false)})"
             cell += f" / {len(other)}"
             if other:
@@ -485,8 +527,9 @@ def summary(out_dir):
             t[2] += len(other)
             t[3] += len(in_base)
         print(f"| {name} | " + " | ".join(cells) + " |")
+    valgrind_ran = any((out / "results" / name / "valgrind").is_dir() for name, _ in crates)
     cells = [
-        f"{t[0]}" + (f" ({t[1]})" if single else "") + f" / {t[2]}" + (f" ({t[3]})" if t[2] else "")
+        f"{t[0]}" + (f" ({t[1]})" if valgrind_ran else "") + f" / {t[2]}" + (f" ({t[3]})" if t[2] else "")
         for t in column_totals
     ]
     print("| **all** | " + " | ".join(f"**{c}**" for c in cells) + " |\n")
@@ -524,12 +567,14 @@ def summary(out_dir):
 
     if others:
         print("## Other failures\n")
-        print("| crate | test | configurations | baseline | message |")
+        print("| crate | test | configurations | baseline (RB unset / =1) | message |")
         print("|---|---|---|---|---|")
         for (name, key), hits in sorted(others.items()):
             target, test = key.split("\t")
-            base = per_crate.get(name)
-            in_base = "fails" if base and key in base["failures"] else "passes"
+            base = per_crate.get(name, {})
+            in_base = " / ".join(
+                "fails" if key in base.get(bt, set()) else "passes" for bt, _ in BACKTRACE
+            )
             message = hits[0][1].get("message", "").replace("\n", " ").replace("|", "\\|")[:160]
             print(
                 f"| {name} | `{target}` `{test}` | {len(hits)}: {', '.join(c for c, _ in hits)} "
@@ -540,7 +585,10 @@ def summary(out_dir):
     whole = []
     for name, _ in crates:
         for path in sorted((out / "results" / name / "valgrind").glob("whole.*.log")):
+            if not path.with_suffix(".json").exists():
+                continue  # still running
             whole.append((name, json.load(open(path.with_suffix(".json"))), valgrind(path)))
+    whole.sort(key=lambda w: (w[0], w[1]["target"]))
     if whole:
         print("## valgrind on whole test binaries\n")
         print(
@@ -568,11 +616,29 @@ def summary(out_dir):
     times = load(out / "results" / "times.json") or {}
     if times:
         print("## Time\n")
-        print("| step | seconds |")
-        print("|---|---:|")
-        for step, seconds in times.items():
-            print(f"| {step} | {seconds} |")
-        print()
+        print(
+            "Wall-clock seconds of the latest run of each step (builds: warm if the step ran "
+            "before).\n"
+        )
+        print("| crate | build | baselines | configurations | valgrind, reported tests |")
+        print("|---|---:|---:|---:|---:|")
+        sums = [0, 0, 0, 0]
+        for name, _ in crates:
+            row = [0, 0, 0, 0]
+            for step, seconds in times.items():
+                crate, _, what = step.partition(".")
+                if crate != name or what == "baseline":  # "baseline": an older run's name
+                    continue
+                column = (
+                    0 if what == "build"
+                    else 1 if what.startswith("baseline")
+                    else 3 if what.startswith("valgrind")
+                    else 2
+                )
+                row[column] += seconds
+            sums = [a + b for a, b in zip(sums, row)]
+            print(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+        print("| **all** | " + " | ".join(f"**{v}**" for v in sums) + " |\n")
 
 
 def main(argv):
