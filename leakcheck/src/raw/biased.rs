@@ -19,6 +19,22 @@
 //! `membarrier` call is registered and works (Linux 4.14 and later); elsewhere every lock is
 //! the ordinary one.
 //!
+//! # Registering before `main`
+//!
+//! The expedited barrier needs the process registered for it, once. The kernel makes that
+//! cheap only while the process has one thread: then it sets a flag (0.3-0.8 µs here);
+//! once other threads share the address space it waits for an RCU grace period (5.8-14.7 ms
+//! on kernel 6.18, measured). A test process always has two threads by its first check
+//! (libtest runs every test on a thread of its own), so registering on first use made every
+//! nextest test wait ~10 ms before its check could start. So the process registers from an
+//! ELF constructor ([`membarrier`]'s `REGISTER_AT_LOAD`), which the loader runs before `main`
+//! while the process is still single-threaded, and a forked child registers again in its
+//! `fork` handler, where it has one thread too. A process in which neither ran (a platform
+//! without `.init_array`, a failed registration) grants no biases and never registers late:
+//! every shard takes the ordinary lock, which costs a tenth of a tracked pair, never a stall.
+//! (A library that starts threads from its own constructor, before leakcheck's, makes the
+//! registration wait for the grace period once, before `main`.)
+//!
 //! WARNING: runs inside the global allocator: no allocation, no panic.
 
 use super::spin::relax;
@@ -306,14 +322,28 @@ pub(crate) mod membarrier {
         }
     }
 
-    /// Whether biases may be granted: the expedited barrier is supported and this process is
-    /// registered for it (registering once, the first time it is asked).
+    /// Whether biases may be granted: the expedited barrier is supported and this process
+    /// registered for it before `main` (or in its `fork` handler). Never registers here: by
+    /// the time a shard is locked the process has more than one thread, and registering then
+    /// takes milliseconds (see the module docs).
+    #[inline]
     pub(crate) fn available() -> bool {
-        match STATE.load(Ordering::Acquire) {
-            WORKS => true,
-            MISSING => false,
-            _ => register(),
-        }
+        STATE.load(Ordering::Acquire) == WORKS
+    }
+
+    /// Run by the loader before `main` (`.init_array`), while the process has one thread:
+    /// registering costs a flag in the kernel then, not an RCU grace period.
+    // SAFETY (of the attribute): `.init_array` entries are called once by the loader with
+    // (argc, argv, envp), which a function taking no arguments may ignore under the C ABI;
+    // `register` makes two system calls and stores an atomic, before `main` as at any time.
+    #[cfg(target_os = "linux")]
+    #[used]
+    #[link_section = ".init_array"]
+    static REGISTER_AT_LOAD: extern "C" fn() = register_at_load;
+
+    #[cfg(target_os = "linux")]
+    extern "C" fn register_at_load() {
+        register();
     }
 
     #[cfg(target_os = "linux")]
@@ -347,10 +377,18 @@ pub(crate) mod membarrier {
         }
     }
 
-    /// In a forked child: registration may not carry over, so ask the kernel again before
-    /// granting a bias.
-    pub(crate) fn forget_registration() {
-        STATE.store(UNKNOWN, Ordering::Release);
+    /// In a freshly forked child, which has one thread (so this costs a flag in the kernel):
+    /// registration may not carry over, so register again before a bias is granted.
+    pub(crate) fn register_in_child() {
+        register();
+    }
+
+    /// Whether registering before `main` worked: the kernel supports the expedited barrier
+    /// and the constructor ran (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn kernel_supports_it() -> bool {
+        let supported = call(CMD_QUERY);
+        supported >= 0 && supported & CMD_PRIVATE_EXPEDITED as libc::c_long != 0
     }
 }
 
@@ -366,6 +404,19 @@ pub(crate) mod tests {
         let guard = BIAS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         BiasedLock::<()>::set_revocations(0);
         membarrier::available().then_some(guard)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_registered_before_main() {
+        // Nothing registers late: without the constructor, biases would silently never be
+        // granted.
+        if membarrier::kernel_supports_it() {
+            assert!(
+                membarrier::available(),
+                "the `.init_array` constructor did not register for the expedited barrier"
+            );
+        }
     }
 
     #[test]
