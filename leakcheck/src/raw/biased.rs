@@ -39,6 +39,7 @@
 
 use super::spin::relax;
 use core::cell::{Cell, UnsafeCell};
+use core::mem::MaybeUninit;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
 
@@ -109,23 +110,45 @@ pub(crate) struct BiasedLock<T> {
     locked: AtomicBool,
     /// Raised by the owner, with a plain store, while it is inside.
     busy: AtomicBool,
+    /// Whether `value` holds a value; if not, the first thread inside writes `T::default()`.
+    /// Read and written under `locked` only: a bias is granted under it, after the value is
+    /// there, so the owner's fast path never sees an empty lock.
+    ready: UnsafeCell<bool>,
     /// [`UNBIASED`], [`REVOKED`], or the owner's token. Changed only by a holder of `locked`,
     /// except that the owner may give its bias back (compare-exchange to [`UNBIASED`]).
     bias: AtomicU32,
-    value: UnsafeCell<T>,
+    value: UnsafeCell<MaybeUninit<T>>,
 }
 
-// SAFETY: the lock hands out access to `value` to one thread at a time (see `lock`), so
-// sharing the lock between threads is sound whenever the value may move between them.
+// SAFETY: the lock hands out access to `value` to one thread at a time (see `lock`), and
+// `ready` is only touched under the ordinary lock, so sharing the lock between threads is sound
+// whenever the value may move between them.
 unsafe impl<T: Send> Sync for BiasedLock<T> {}
 
-impl<T> BiasedLock<T> {
+impl<T: Default> BiasedLock<T> {
+    #[cfg(test)]
     pub(crate) const fn new(value: T) -> Self {
         BiasedLock {
             locked: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            ready: UnsafeCell::new(true),
             bias: AtomicU32::new(UNBIASED),
-            value: UnsafeCell::new(value),
+            value: UnsafeCell::new(MaybeUninit::new(value)),
+        }
+    }
+
+    /// A lock whose value is `T::default()`, written by the first thread that takes it. All
+    /// its bytes are zero, so a static array of them lies in `.bss`: the record table's 4,096
+    /// shards, each holding a pointer to hashbrown's shared empty group, had been 256 KiB of
+    /// `.data` with 4,096 relocations, which the loader applied (and whose 64 pages it copied)
+    /// in every process that links leakcheck, whether or not it ever checks.
+    pub(crate) const fn empty() -> Self {
+        BiasedLock {
+            locked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            ready: UnsafeCell::new(false),
+            bias: AtomicU32::new(UNBIASED),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 
@@ -168,6 +191,15 @@ impl<T> BiasedLock<T> {
     #[inline(never)]
     fn lock_slow(&self, token: Token, take_bias: bool) -> BiasedGuard<'_, T> {
         self.lock_ordinary();
+        // SAFETY: `ready` and, while it is false, `value` are only touched under `locked`,
+        // which this thread holds; no bias exists before `ready` is set (the bias is granted
+        // below), so no owner is inside either.
+        unsafe {
+            if !*self.ready.get() {
+                (*self.value.get()).write(T::default());
+                *self.ready.get() = true;
+            }
+        }
         // Acquire: pairs with the release of a bias given back (`release`), so the former
         // owner's last changes are visible before this thread touches the value.
         let bias = self.bias.load(Ordering::Acquire);
@@ -270,15 +302,17 @@ impl<T> Deref for BiasedGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: the guard is exclusive access: the owner's `busy` flag with its bias (a
         // revoker waits for the flag to drop), or the ordinary lock (held by one thread, and
-        // the bias, if any, is this thread's or revoked with its owner outside).
-        unsafe { &*self.lock.value.get() }
+        // the bias, if any, is this thread's or revoked with its owner outside). The value is
+        // initialised: every guard is made after `lock_slow` filled it, under the ordinary
+        // lock, before any bias could be granted.
+        unsafe { (*self.lock.value.get()).assume_init_ref() }
     }
 }
 
 impl<T> DerefMut for BiasedGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *self.lock.value.get() }
+        unsafe { (*self.lock.value.get()).assume_init_mut() }
     }
 }
 

@@ -95,6 +95,7 @@ const KEPT_BUCKETS: usize = 64;
 type Slots = HashTable<Packed, TableAlloc>;
 
 /// The slot arrays' allocator: `System` directly, so the table never re-enters leakcheck.
+#[derive(Default)]
 struct TableAlloc;
 
 // SAFETY: `allocate` returns a block from `System` of at least `layout.size()` bytes with
@@ -218,7 +219,7 @@ impl Shard {
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     Shard {
-        slots: BiasedLock::new(HashTable::new_in(TableAlloc)),
+        slots: BiasedLock::empty(),
         tags: AtomicU64::new(0),
     }
 }; SHARDS];
