@@ -110,7 +110,8 @@ pub(crate) struct BiasedLock<T> {
     locked: AtomicBool,
     /// Raised by the owner, with a plain store, while it is inside.
     busy: AtomicBool,
-    /// Whether `value` holds a value; if not, the first thread inside writes `T::default()`.
+    /// Whether `value` holds a value; if not, the first thread inside writes
+    /// [`FirstUse::first_use`]'s.
     /// Read and written under `locked` only: a bias is granted under it, after the value is
     /// there, so the owner's fast path never sees an empty lock.
     ready: UnsafeCell<bool>,
@@ -125,7 +126,14 @@ pub(crate) struct BiasedLock<T> {
 // whenever the value may move between them.
 unsafe impl<T: Send> Sync for BiasedLock<T> {}
 
-impl<T: Default> BiasedLock<T> {
+/// The value of a lock made [`BiasedLock::empty`], written by the first thread that locks it.
+pub(crate) trait FirstUse: Sized {
+    /// The lock's first value; `lock` is where it goes (the record table tells its shards
+    /// apart by their address).
+    fn first_use(lock: &BiasedLock<Self>) -> Self;
+}
+
+impl<T: FirstUse> BiasedLock<T> {
     #[cfg(test)]
     pub(crate) const fn new(value: T) -> Self {
         BiasedLock {
@@ -137,7 +145,8 @@ impl<T: Default> BiasedLock<T> {
         }
     }
 
-    /// A lock whose value is `T::default()`, written by the first thread that takes it. All
+    /// A lock whose value is [`FirstUse::first_use`]'s, written by the first thread that takes
+    /// it (on the slow path, which every thread passes before it can hold a bias). All
     /// its bytes are zero, so a static array of them lies in `.bss`: the record table's 4,096
     /// shards, each holding a pointer to hashbrown's shared empty group, had been 256 KiB of
     /// `.data` with 4,096 relocations, which the loader applied (and whose 64 pages it copied)
@@ -196,7 +205,7 @@ impl<T: Default> BiasedLock<T> {
         // below), so no owner is inside either.
         unsafe {
             if !*self.ready.get() {
-                (*self.value.get()).write(T::default());
+                (*self.value.get()).write(T::first_use(self));
                 *self.ready.get() = true;
             }
         }
@@ -429,6 +438,16 @@ pub(crate) mod membarrier {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    impl FirstUse for u64 {
+        fn first_use(_: &BiasedLock<u64>) -> u64 {
+            0
+        }
+    }
+
+    impl FirstUse for () {
+        fn first_use(_: &BiasedLock<()>) {}
+    }
     use std::sync::{Arc, Mutex, MutexGuard};
 
     /// Tests of biases hold this (the budget test exhausts them for a moment) and start with a
