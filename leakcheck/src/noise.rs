@@ -75,6 +75,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 const SHT_SYMTAB: u32 = 2;
 const STT_OBJECT: u8 = 1;
+const SHF_WRITE: u64 = 1;
 const SECTION_HEADER: usize = 64;
 const SYMBOL: usize = 24;
 /// The tables are read in pieces of this size through one buffer. A test binary's symbol and
@@ -119,7 +120,12 @@ fn find_statics(path: &std::path::Path, wanted: fn(&[u8]) -> bool) -> Option<Vec
             let len = (size - at).min(piece) as usize;
             read_into(&mut file, &mut buffer, offset + at, len)?;
             for symbol in buffer.chunks_exact(SYMBOL) {
-                if symbol[4] & 0xf == STT_OBJECT {
+                // A cache is written at run time, so it lies in a writable section: constants
+                // and vtables, about half of the data symbols, need no name comparison.
+                let writable = section(u16_at(symbol, 6)? as usize)
+                    .and_then(|header| u64_at(header, 0x08))
+                    .is_some_and(|flags| flags & SHF_WRITE != 0);
+                if symbol[4] & 0xf == STT_OBJECT && writable {
                     let name = u32_at(symbol, 0)? as u64;
                     objects.push((name, u64_at(symbol, 8)?, u64_at(symbol, 16)?));
                 }
@@ -171,12 +177,14 @@ fn read_at(file: &mut File, offset: u64, len: usize) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Reads `len` bytes of `file` from `offset` into `buffer` (replacing its contents); `None`
-/// if they are not all there.
+/// Reads `len` bytes of `file` from `offset` into `buffer` (replacing its contents, without
+/// zeroing it first); `None` if they are not all there.
 fn read_into(file: &mut File, buffer: &mut Vec<u8>, offset: u64, len: usize) -> Option<()> {
     file.seek(SeekFrom::Start(offset)).ok()?;
-    buffer.resize(len, 0);
-    file.read_exact(buffer).ok()
+    buffer.clear();
+    buffer.reserve(len);
+    (&mut *file).take(len as u64).read_to_end(buffer).ok()?;
+    (buffer.len() == len).then_some(())
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
@@ -214,9 +222,10 @@ mod tests {
         );
     }
 
-    /// A minimal ELF file: a header, a symbol table of data symbols (name offset, value) and
-    /// its string table.
-    fn elf_with(symbols: &[(u32, u64)], names: &[u8]) -> Vec<u8> {
+    /// A minimal ELF file: a header, a symbol table of data symbols (name offset, value,
+    /// whether it lies in the writable section or the read-only one), its string table, and
+    /// the two (empty) data sections.
+    fn elf_with(symbols: &[(u32, u64, bool)], names: &[u8]) -> Vec<u8> {
         let symtab_at = 64u64;
         let symtab_len = (symbols.len() * SYMBOL) as u64;
         let strtab_at = symtab_at + symtab_len;
@@ -225,27 +234,32 @@ mod tests {
         file[..6].copy_from_slice(b"\x7fELF\x02\x01");
         file[0x28..0x30].copy_from_slice(&sections_at.to_le_bytes());
         file[0x3a..0x3c].copy_from_slice(&(SECTION_HEADER as u16).to_le_bytes());
-        file[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
-        for &(name, value) in symbols {
+        file[0x3c..0x3e].copy_from_slice(&5u16.to_le_bytes());
+        for &(name, value, writable) in symbols {
             let mut symbol = [0u8; SYMBOL];
             symbol[..4].copy_from_slice(&name.to_le_bytes());
             symbol[4] = STT_OBJECT;
+            symbol[6..8].copy_from_slice(&(if writable { 3u16 } else { 4 }).to_le_bytes());
             symbol[8..16].copy_from_slice(&value.to_le_bytes());
             symbol[16..24].copy_from_slice(&8u64.to_le_bytes());
             file.extend_from_slice(&symbol);
         }
         file.extend_from_slice(names);
-        let mut section = |kind: u32, link: u32, at: u64, len: u64| {
+        let mut section = |kind: u32, flags: u64, link: u32, at: u64, len: u64| {
             let mut header = [0u8; SECTION_HEADER];
             header[4..8].copy_from_slice(&kind.to_le_bytes());
+            header[0x08..0x10].copy_from_slice(&flags.to_le_bytes());
             header[0x18..0x20].copy_from_slice(&at.to_le_bytes());
             header[0x20..0x28].copy_from_slice(&len.to_le_bytes());
             header[0x28..0x2c].copy_from_slice(&link.to_le_bytes());
             file.extend_from_slice(&header);
         };
-        section(0, 0, 0, 0);
-        section(SHT_SYMTAB, 2, symtab_at, symtab_len);
-        section(3, 0, strtab_at, names.len() as u64);
+        section(0, 0, 0, 0, 0);
+        section(SHT_SYMTAB, 0, 2, symtab_at, symtab_len);
+        section(3, 0, 0, strtab_at, names.len() as u64);
+        // .bss (NOBITS, writable and allocated) and .rodata (PROGBITS, allocated).
+        section(8, SHF_WRITE | 2, 0, 0, 0);
+        section(1, 2, 0, 0, 0);
         file
     }
 
@@ -254,7 +268,7 @@ mod tests {
         let mut names = vec![0u8];
         let mut symbols = Vec::new();
         let mut add = |names: &mut Vec<u8>, name: &[u8], value: u64| {
-            symbols.push((names.len() as u32, value));
+            symbols.push((names.len() as u32, value, true));
             names.extend_from_slice(name);
             names.push(0);
         };
@@ -275,7 +289,9 @@ mod tests {
         // A linker may point a symbol into the middle of another's name (tail merging).
         let merged = names.len() as u32;
         names.extend_from_slice(b"prefix_gimli::MAPPINGS_CACHE\0");
-        symbols.push((merged + 7, 4));
+        symbols.push((merged + 7, 4, true));
+        // A constant in a read-only section cannot be a cache, whatever its name.
+        symbols.push((merged + 7, 5, false));
         let path = std::env::temp_dir().join(format!("leakcheck-noise-elf-{}", std::process::id()));
         std::fs::write(&path, elf_with(&symbols, &names)).unwrap();
         let found = find_statics(&path, is_symbolizer_cache);
