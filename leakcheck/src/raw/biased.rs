@@ -19,10 +19,27 @@
 //! `membarrier` call is registered and works (Linux 4.14 and later); elsewhere every lock is
 //! the ordinary one.
 //!
+//! # Registering before `main`
+//!
+//! The expedited barrier needs the process registered for it, once. The kernel makes that
+//! cheap only while the process has one thread: then it sets a flag (0.3-0.8 µs here);
+//! once other threads share the address space it waits for an RCU grace period (5.8-14.7 ms
+//! on kernel 6.18, measured). A test process always has two threads by its first check
+//! (libtest runs every test on a thread of its own), so registering on first use made every
+//! nextest test wait ~10 ms before its check could start. So the process registers from an
+//! ELF constructor ([`membarrier`]'s `REGISTER_AT_LOAD`), which the loader runs before `main`
+//! while the process is still single-threaded, and a forked child registers again in its
+//! `fork` handler, where it has one thread too. A process in which neither ran (a platform
+//! without `.init_array`, a failed registration) grants no biases and never registers late:
+//! every shard takes the ordinary lock, which costs a tenth of a tracked pair, never a stall.
+//! (A library that starts threads from its own constructor, before leakcheck's, makes the
+//! registration wait for the grace period once, before `main`.)
+//!
 //! WARNING: runs inside the global allocator: no allocation, no panic.
 
 use super::spin::relax;
 use core::cell::{Cell, UnsafeCell};
+use core::mem::MaybeUninit;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
 
@@ -93,23 +110,54 @@ pub(crate) struct BiasedLock<T> {
     locked: AtomicBool,
     /// Raised by the owner, with a plain store, while it is inside.
     busy: AtomicBool,
+    /// Whether `value` holds a value; if not, the first thread inside writes
+    /// [`FirstUse::first_use`]'s.
+    /// Read and written under `locked` only: a bias is granted under it, after the value is
+    /// there, so the owner's fast path never sees an empty lock.
+    ready: UnsafeCell<bool>,
     /// [`UNBIASED`], [`REVOKED`], or the owner's token. Changed only by a holder of `locked`,
     /// except that the owner may give its bias back (compare-exchange to [`UNBIASED`]).
     bias: AtomicU32,
-    value: UnsafeCell<T>,
+    value: UnsafeCell<MaybeUninit<T>>,
 }
 
-// SAFETY: the lock hands out access to `value` to one thread at a time (see `lock`), so
-// sharing the lock between threads is sound whenever the value may move between them.
+// SAFETY: the lock hands out access to `value` to one thread at a time (see `lock`), and
+// `ready` is only touched under the ordinary lock, so sharing the lock between threads is sound
+// whenever the value may move between them.
 unsafe impl<T: Send> Sync for BiasedLock<T> {}
 
-impl<T> BiasedLock<T> {
+/// The value of a lock made [`BiasedLock::empty`], written by the first thread that locks it.
+pub(crate) trait FirstUse: Sized {
+    /// The lock's first value; `lock` is where it goes (the record table tells its shards
+    /// apart by their address).
+    fn first_use(lock: &BiasedLock<Self>) -> Self;
+}
+
+impl<T: FirstUse> BiasedLock<T> {
+    #[cfg(test)]
     pub(crate) const fn new(value: T) -> Self {
         BiasedLock {
             locked: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            ready: UnsafeCell::new(true),
             bias: AtomicU32::new(UNBIASED),
-            value: UnsafeCell::new(value),
+            value: UnsafeCell::new(MaybeUninit::new(value)),
+        }
+    }
+
+    /// A lock whose value is [`FirstUse::first_use`]'s, written by the first thread that takes
+    /// it (on the slow path, which every thread passes before it can hold a bias). All
+    /// its bytes are zero, so a static array of them lies in `.bss`: the record table's 4,096
+    /// shards, each holding a pointer to hashbrown's shared empty group, had been 256 KiB of
+    /// `.data` with 4,096 relocations, which the loader applied (and whose 64 pages it copied)
+    /// in every process that links leakcheck, whether or not it ever checks.
+    pub(crate) const fn empty() -> Self {
+        BiasedLock {
+            locked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            ready: UnsafeCell::new(false),
+            bias: AtomicU32::new(UNBIASED),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 
@@ -152,6 +200,15 @@ impl<T> BiasedLock<T> {
     #[inline(never)]
     fn lock_slow(&self, token: Token, take_bias: bool) -> BiasedGuard<'_, T> {
         self.lock_ordinary();
+        // SAFETY: `ready` and, while it is false, `value` are only touched under `locked`,
+        // which this thread holds; no bias exists before `ready` is set (the bias is granted
+        // below), so no owner is inside either.
+        unsafe {
+            if !*self.ready.get() {
+                (*self.value.get()).write(T::first_use(self));
+                *self.ready.get() = true;
+            }
+        }
         // Acquire: pairs with the release of a bias given back (`release`), so the former
         // owner's last changes are visible before this thread touches the value.
         let bias = self.bias.load(Ordering::Acquire);
@@ -254,15 +311,17 @@ impl<T> Deref for BiasedGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: the guard is exclusive access: the owner's `busy` flag with its bias (a
         // revoker waits for the flag to drop), or the ordinary lock (held by one thread, and
-        // the bias, if any, is this thread's or revoked with its owner outside).
-        unsafe { &*self.lock.value.get() }
+        // the bias, if any, is this thread's or revoked with its owner outside). The value is
+        // initialised: every guard is made after `lock_slow` filled it, under the ordinary
+        // lock, before any bias could be granted.
+        unsafe { (*self.lock.value.get()).assume_init_ref() }
     }
 }
 
 impl<T> DerefMut for BiasedGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through the guard.
-        unsafe { &mut *self.lock.value.get() }
+        unsafe { (*self.lock.value.get()).assume_init_mut() }
     }
 }
 
@@ -306,14 +365,28 @@ pub(crate) mod membarrier {
         }
     }
 
-    /// Whether biases may be granted: the expedited barrier is supported and this process is
-    /// registered for it (registering once, the first time it is asked).
+    /// Whether biases may be granted: the expedited barrier is supported and this process
+    /// registered for it before `main` (or in its `fork` handler). Never registers here: by
+    /// the time a shard is locked the process has more than one thread, and registering then
+    /// takes milliseconds (see the module docs).
+    #[inline]
     pub(crate) fn available() -> bool {
-        match STATE.load(Ordering::Acquire) {
-            WORKS => true,
-            MISSING => false,
-            _ => register(),
-        }
+        STATE.load(Ordering::Acquire) == WORKS
+    }
+
+    /// Run by the loader before `main` (`.init_array`), while the process has one thread:
+    /// registering costs a flag in the kernel then, not an RCU grace period.
+    // SAFETY (of the attribute): `.init_array` entries are called once by the loader with
+    // (argc, argv, envp), which a function taking no arguments may ignore under the C ABI;
+    // `register` makes two system calls and stores an atomic, before `main` as at any time.
+    #[cfg(target_os = "linux")]
+    #[used]
+    #[link_section = ".init_array"]
+    static REGISTER_AT_LOAD: extern "C" fn() = register_at_load;
+
+    #[cfg(target_os = "linux")]
+    extern "C" fn register_at_load() {
+        register();
     }
 
     #[cfg(target_os = "linux")]
@@ -347,16 +420,34 @@ pub(crate) mod membarrier {
         }
     }
 
-    /// In a forked child: registration may not carry over, so ask the kernel again before
-    /// granting a bias.
-    pub(crate) fn forget_registration() {
-        STATE.store(UNKNOWN, Ordering::Release);
+    /// In a freshly forked child, which has one thread (so this costs a flag in the kernel):
+    /// registration may not carry over, so register again before a bias is granted.
+    pub(crate) fn register_in_child() {
+        register();
+    }
+
+    /// Whether registering before `main` worked: the kernel supports the expedited barrier
+    /// and the constructor ran (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn kernel_supports_it() -> bool {
+        let supported = call(CMD_QUERY);
+        supported >= 0 && supported & CMD_PRIVATE_EXPEDITED as libc::c_long != 0
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    impl FirstUse for u64 {
+        fn first_use(_: &BiasedLock<u64>) -> u64 {
+            0
+        }
+    }
+
+    impl FirstUse for () {
+        fn first_use(_: &BiasedLock<()>) {}
+    }
     use std::sync::{Arc, Mutex, MutexGuard};
 
     /// Tests of biases hold this (the budget test exhausts them for a moment) and start with a
@@ -366,6 +457,19 @@ pub(crate) mod tests {
         let guard = BIAS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         BiasedLock::<()>::set_revocations(0);
         membarrier::available().then_some(guard)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_registered_before_main() {
+        // Nothing registers late: without the constructor, biases would silently never be
+        // granted.
+        if membarrier::kernel_supports_it() {
+            assert!(
+                membarrier::available(),
+                "the `.init_array` constructor did not register for the expedited barrier"
+            );
+        }
     }
 
     #[test]

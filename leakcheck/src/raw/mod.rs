@@ -43,7 +43,7 @@ pub(crate) fn prepare_for_fork() {
     {
         static REGISTERED: std::sync::Once = std::sync::Once::new();
         extern "C" fn in_child() {
-            biased::membarrier::forget_registration();
+            biased::membarrier::register_in_child();
             table::recover_after_fork();
             crate::counters::recover_after_fork();
             intern::recover_after_fork();

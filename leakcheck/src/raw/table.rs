@@ -8,7 +8,7 @@
 //! table cannot re-enter leakcheck, and every growth is fallible: a record that finds no room
 //! leaves its block untracked (and counted as such), never aborts the program.
 
-use super::biased::{self, BiasedGuard, BiasedLock};
+use super::biased::{self, BiasedGuard, BiasedLock, FirstUse};
 use allocator_api2::alloc::{AllocError, Allocator};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,6 +95,7 @@ const KEPT_BUCKETS: usize = 64;
 type Slots = HashTable<Packed, TableAlloc>;
 
 /// The slot arrays' allocator: `System` directly, so the table never re-enters leakcheck.
+#[derive(Default)]
 struct TableAlloc;
 
 // SAFETY: `allocate` returns a block from `System` of at least `layout.size()` bytes with
@@ -218,10 +219,44 @@ impl Shard {
 
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     Shard {
-        slots: BiasedLock::new(HashTable::new_in(TableAlloc)),
+        slots: BiasedLock::empty(),
         tags: AtomicU64::new(0),
     }
 }; SHARDS];
+
+/// Which shards have ever been locked, one bit each, set by the first lock of a shard (which
+/// writes its empty table) and never cleared. Only those can hold records or biases, so the
+/// walks (a check's end, twice; a thread's exit) visit them alone: over all 4,096 shards they
+/// were most of what a check costs beyond its allocations (105 K instructions per check, and
+/// 15 K per exiting thread), and in a process that has made few checks, as under nextest,
+/// few shards were ever used.
+static USED: [AtomicU64; SHARDS / 64] = [const { AtomicU64::new(0) }; SHARDS / 64];
+
+impl FirstUse for Slots {
+    fn first_use(lock: &BiasedLock<Slots>) -> Slots {
+        // Every lock of this type is a shard's `slots`, at the same offset in each shard.
+        let index = (lock as *const BiasedLock<Slots> as usize - SHARD_TABLE.as_ptr() as usize)
+            / core::mem::size_of::<Shard>();
+        // Release: a walker that sees a record stored after this (its shard's mask, in
+        // happens-before order) sees the shard here too.
+        if let Some(word) = USED.get(index / 64) {
+            word.fetch_or(1 << (index % 64), Ordering::Release);
+        }
+        HashTable::new_in(TableAlloc)
+    }
+}
+
+/// The shards that have ever been locked (see [`USED`]).
+fn used_shards() -> impl Iterator<Item = &'static Shard> {
+    USED.iter().enumerate().flat_map(|(word, bits)| {
+        let mut bits = bits.load(Ordering::Acquire);
+        core::iter::from_fn(move || {
+            let bit = (bits != 0).then(|| bits.trailing_zeros() as usize)?;
+            bits &= bits - 1;
+            Some(&SHARD_TABLE[word * 64 + bit])
+        })
+    })
+}
 
 /// Fault injection for tests: while set, no shard allocates, as if `System` were out of
 /// memory.
@@ -384,8 +419,7 @@ fn lookup(addr: usize) -> Option<Record> {
 
 /// How many live records carry `tag`.
 pub(crate) fn count_tag(tag: u8) -> usize {
-    SHARD_TABLE
-        .iter()
+    used_shards()
         .filter_map(|shard| shard.lock_if_holds(tag))
         .map(|slots| slots.iter().filter(|r| r.tag() == tag).count())
         .sum()
@@ -397,10 +431,7 @@ pub(crate) fn count_tag(tag: u8) -> usize {
 pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
     if !drain {
         let mut complete = true;
-        for slots in SHARD_TABLE
-            .iter()
-            .filter_map(|shard| shard.lock_if_holds(tag))
-        {
+        for slots in used_shards().filter_map(|shard| shard.lock_if_holds(tag)) {
             for record in slots.iter().filter(|r| r.tag() == tag) {
                 if out.len() == out.capacity() {
                     complete = false;
@@ -416,7 +447,7 @@ pub(crate) fn collect_tag(tag: u8, out: &mut Vec<Record>, drain: bool) -> bool {
 
 fn drain_tag(tag: u8, out: &mut Vec<Record>) -> bool {
     let mut complete = true;
-    for shard in &SHARD_TABLE {
+    for shard in used_shards() {
         let Some(mut slots) = shard.lock_if_holds(tag) else {
             continue;
         };
@@ -466,7 +497,7 @@ fn shrink(slots: &mut Slots) {
 /// gets them without revoking.
 pub(crate) fn release_biases() {
     if let Some(token) = biased::thread_exiting() {
-        for shard in &SHARD_TABLE {
+        for shard in used_shards() {
             shard.slots.release(token);
         }
     }
@@ -474,7 +505,7 @@ pub(crate) fn release_biases() {
 
 /// Bytes of bookkeeping currently held by the table (slot arrays), for the benchmarks.
 pub(crate) fn footprint() -> (usize, usize) {
-    SHARD_TABLE.iter().fold((0, 0), |(bytes, live), shard| {
+    used_shards().fold((0, 0), |(bytes, live), shard| {
         let slots = shard.slots.lock_passing(biased::my_token());
         (bytes + slots.allocation_size(), live + slots.len())
     })
