@@ -1,4 +1,4 @@
-//! Allocator overhead, paired in one process (issue 8): the small rows' ratios without the
+//! Allocator overhead, paired in one process: the small rows' ratios without the
 //! machine's drift between processes.
 //!
 //! `scripts/bench` times each `#[global_allocator]` in its own process, minutes apart; on a

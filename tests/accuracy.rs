@@ -1,4 +1,4 @@
-//! The accuracy corpus of issue 3: builds `tests/accuracy-fixture`, runs its `scenarios` test
+//! The accuracy corpus: builds `tests/accuracy-fixture`, runs its `scenarios` test
 //! binary under parallel `cargo test` and under `cargo nextest run`, and checks that exactly
 //! the expected scenarios fail and that each failing one reports exactly the expected groups:
 //! bytes, allocations, kind (definitely lost, indirectly lost, still reachable, grew) and the
@@ -401,7 +401,10 @@ fn the_corpus_has_an_expected_verdict_for_every_scenario_and_at_least_30() {
             expected.difference(&listed).collect::<Vec<_>>()
         ),
     );
-    assert!(SCENARIOS.len() >= 30, "issue 3 asks for at least 30");
+    assert!(
+        SCENARIOS.len() >= 30,
+        "the corpus keeps at least 30 scenarios"
+    );
     assert!(expected_failing().len() >= 10 && expected_passing().len() >= 10);
 }
 

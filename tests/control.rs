@@ -1,4 +1,4 @@
-//! Control options end to end, through the attribute (issue 4): builds `tests/control-fixture`
+//! Control options end to end, through the attribute: builds `tests/control-fixture`
 //! (tests that use every option of `#[leakcheck(...)]`, the module form, and leaks that
 //! suppression files match), runs its test binaries under `cargo test` (parallel) and
 //! `cargo nextest run`, with and without suppression files and with bad settings, and asserts

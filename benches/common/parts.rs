@@ -1,4 +1,4 @@
-//! What every allocator-overhead bench shares (issue 8): the per-thread clock, the stack depth
+//! What every allocator-overhead bench shares: the per-thread clock, the stack depth
 //! the workloads run at, and the workloads' sizes, so that the criterion rows
 //! (`workload.rs`) and the paired in-process rows (`alloc_paired.rs`) time the same thing.
 

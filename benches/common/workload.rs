@@ -1,4 +1,4 @@
-//! The workloads every allocator-overhead bench binary runs (issue 8), and the criterion driver
+//! The workloads every allocator-overhead bench binary runs, and the criterion driver
 //! around them. Each binary differs only in its `#[global_allocator]` and in how a thread
 //! wraps its timed loop (directly, inside `leakcheck::check`, inside `checkers::with`), so each
 //! includes this file with `#[path = "common/workload.rs"] mod workload;` and calls [`main`].

@@ -106,7 +106,7 @@ fn subject(meta: &TestMeta) -> String {
 /// Fails the test for a leak, or only prints the report, as `LEAKCHECK` says.
 #[track_caller]
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
-    // LEAKCHECK_OUT files for a failing test, and LEAKCHECK_FORMAT=json (issue 5).
+    // LEAKCHECK_OUT files for a failing test, and LEAKCHECK_FORMAT=json.
     let report = crate::output::for_verdict(config, report);
     if report.is_clean() {
         // Allowed or suppressed leaks still show, so nothing is hidden silently.
@@ -196,7 +196,7 @@ pub fn unwinder() -> &'static str {
     }
 }
 
-// ---- `leakcheck::harness`: every `#[leakcheck]` test registers itself (issue 7) ----
+// ---- `leakcheck::harness`: every `#[leakcheck]` test registers itself ----
 
 pub use inventory;
 

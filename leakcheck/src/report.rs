@@ -814,7 +814,7 @@ impl Report {
     }
 }
 
-// ---- accessors for sessions and the JSON/DHAT output (issue 5) ----
+// ---- accessors for sessions and the JSON/DHAT output ----
 
 impl Report {
     /// What was checked: "test `name`", "check at file:line", "session started at file:line"
@@ -854,7 +854,7 @@ impl Report {
     }
 }
 
-// ---- end of issue 5 accessors ----
+// ---- end of the accessors for sessions and output ----
 
 #[cfg(test)]
 mod tests {

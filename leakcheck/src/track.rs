@@ -182,7 +182,7 @@ thread_local! {
 /// A process-wide scope (one test per process, as under nextest): every thread but the main
 /// one allocates into it.
 static PROCESS_SCOPE: AtomicU32 = AtomicU32::new(0);
-/// The process-wide scope takes the main thread's blocks too (a `Session`, issue 5).
+/// The process-wide scope takes the main thread's blocks too (a `Session`).
 static PROCESS_INCLUDES_MAIN: AtomicBool = AtomicBool::new(false);
 /// Scopes that are armed or still have records. While 0, frees skip the table entirely.
 static TABLE_USERS: AtomicUsize = AtomicUsize::new(0);
@@ -687,7 +687,7 @@ impl Scope {
         }
     }
 
-    // ---- sessions (issue 5) ----
+    // ---- sessions ----
 
     /// Whether this scope got the process (none was process-wide before it).
     pub(crate) fn is_process_wide(&self) -> bool {

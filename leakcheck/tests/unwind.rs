@@ -1,4 +1,4 @@
-//! Allocation stacks without frame pointers (issue 8): the allocator's stack walker (the cached
+//! Allocation stacks without frame pointers: the allocator's stack walker (the cached
 //! DWARF CFI walker on x86_64 Linux, libgcc's unwinder elsewhere) must report exactly the
 //! callers that libgcc's `_Unwind_Backtrace` sees from the same function, through frames of
 //! every shape: rsp-based frames small and large, frames that keep a frame pointer (stack

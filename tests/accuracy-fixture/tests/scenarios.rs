@@ -1,4 +1,4 @@
-//! The accuracy corpus of issue 3: checked tests whose verdicts are known. The root package's
+//! The accuracy corpus: checked tests whose verdicts are known. The root package's
 //! `tests/accuracy.rs` runs this binary under parallel `cargo test` and under
 //! `cargo nextest run`, and asserts the exact set of failing tests and, for each, the leaked
 //! bytes and the `file:line` of every allocation site in its report. The test names and the
