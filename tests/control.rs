@@ -586,6 +586,15 @@ fn check_failing_set(run: &Run, label: &str, failed: &BTreeSet<String>, want: &B
     );
 }
 
+// ---- a neutral dependency ----
+
+/// The options fixture compares a byte slice with `&[]`, which stops compiling (E0283) when a
+/// crate in leakcheck's dependencies adds a `PartialEq` impl for `u8`, as serde_json does.
+#[test]
+fn a_crate_comparing_a_slice_with_an_empty_array_still_compiles_with_leakcheck() {
+    assert!(exe("options").exists());
+}
+
 // ---- the option tests ----
 
 #[test]

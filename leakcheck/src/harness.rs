@@ -3,6 +3,9 @@
 //!
 //! ```toml
 //! # Cargo.toml
+//! [dev-dependencies]
+//! leakcheck = { version = "0.1", features = ["harness"] }
+//!
 //! [[test]]
 //! name = "integration"
 //! harness = false

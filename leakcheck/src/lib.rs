@@ -161,7 +161,8 @@
 //! ```
 //!
 //! The module `leakcheck::harness` shows the test file and says what runs and what cannot. It
-//! needs the feature `harness`, on by default (it brings in libtest-mimic and its clap).
+//! needs the feature `harness`, off by default because it brings in libtest-mimic and its clap:
+//! `leakcheck = { version = "0.1", features = ["harness"] }` in `[dev-dependencies]`.
 //!
 //! ## What is not counted
 //!
@@ -348,6 +349,7 @@ mod config;
 // Not `stats`: without the feature, a call to `leakcheck::stats()` must find nothing by that
 // name, so that rustc says the function is gated behind the `stats` feature.
 mod counters;
+mod json;
 mod noise;
 mod options;
 mod output;

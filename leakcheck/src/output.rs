@@ -3,10 +3,10 @@
 #![forbid(unsafe_code)]
 
 use crate::config::{self, Config, Format};
+use crate::json::{self, json_object};
 use crate::raw::stack::Unwinder;
 use crate::report::{Frame, Kind, Report};
 use crate::symbolize::Excuse;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -26,7 +26,6 @@ pub(crate) fn mark_epoch() {
     EPOCH.get_or_init(Instant::now);
 }
 
-#[derive(Serialize)]
 struct JsonReport<'a> {
     schema_version: u32,
     tool: &'static str,
@@ -46,8 +45,8 @@ struct JsonReport<'a> {
     fds: Vec<JsonFd>,
     stacks: Option<&'static str>,
 }
+json_object!(JsonReport<'a> { schema_version, tool, tool_version, test, subject, verdict, reasons, totals, allowance, groups, budgets, growth_per_run, suppressions_used, not_counted, threads, fds, stacks });
 
-#[derive(Serialize)]
 struct Totals {
     leaked_bytes: usize,
     leaked_allocations: usize,
@@ -59,14 +58,27 @@ struct Totals {
     not_counted_allocations: usize,
     untracked_allocations: u64,
 }
+json_object!(Totals {
+    leaked_bytes,
+    leaked_allocations,
+    reachable_bytes,
+    reachable_allocations,
+    suppressed_bytes,
+    suppressed_allocations,
+    not_counted_bytes,
+    not_counted_allocations,
+    untracked_allocations
+});
 
-#[derive(Serialize)]
 struct Allowance {
     allow_bytes: Option<usize>,
     allow_allocs: Option<usize>,
 }
+json_object!(Allowance {
+    allow_bytes,
+    allow_allocs
+});
 
-#[derive(Serialize)]
 struct JsonGroup<'a> {
     kind: &'static str,
     bytes: usize,
@@ -74,8 +86,8 @@ struct JsonGroup<'a> {
     frames: Vec<JsonFrame<'a>>,
     suppression: Option<String>,
 }
+json_object!(JsonGroup<'a> { kind, bytes, allocations, frames, suppression });
 
-#[derive(Serialize)]
 struct JsonFrame<'a> {
     function: Option<&'a str>,
     file: Option<String>,
@@ -83,41 +95,46 @@ struct JsonFrame<'a> {
     column: Option<u32>,
     address: String,
 }
+json_object!(JsonFrame<'a> { function, file, line, column, address });
 
-#[derive(Serialize)]
 struct JsonBudget<'a> {
     budget: &'static str,
     limit: u64,
     actual: u64,
     frames: Vec<JsonFrame<'a>>,
 }
+json_object!(JsonBudget<'a> { budget, limit, actual, frames });
 
-#[derive(Serialize)]
 struct JsonSuppression<'a> {
     pattern: &'a str,
     origin: &'a str,
     bytes: usize,
     allocations: usize,
 }
+json_object!(JsonSuppression<'a> { pattern, origin, bytes, allocations });
 
-#[derive(Serialize)]
 struct NotCounted {
     reason: &'static str,
     bytes: usize,
     allocations: usize,
 }
+json_object!(NotCounted {
+    reason,
+    bytes,
+    allocations
+});
 
-#[derive(Serialize)]
 struct JsonThread {
     tid: u32,
     name: String,
 }
+json_object!(JsonThread { tid, name });
 
-#[derive(Serialize)]
 struct JsonFd {
     fd: u32,
     target: String,
 }
+json_object!(JsonFd { fd, target });
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
@@ -313,7 +330,7 @@ impl Report {
                 Unwinder::CachedCfi | Unwinder::Slow | Unwinder::Unknown => "dwarf",
             }),
         };
-        serde_json::to_string(&json).unwrap_or_default()
+        json::to_string(&json)
     }
 
     /// The report in DHAT's file format (`dhatFileVersion` 2, heap mode), for Valgrind's
@@ -338,7 +355,7 @@ impl Report {
     /// ```
     pub fn to_dhat_json(&self) -> String {
         let _blocked = crate::track::Block::new();
-        serde_json::to_string(&dhat(self)).unwrap_or_default()
+        json::to_string(&dhat(self))
     }
 
     /// Writes `<dir>/<name>.json` ([`to_json`](Report::to_json)) and `<dir>/<name>.dhat.json`
@@ -374,7 +391,6 @@ impl Report {
     }
 }
 
-#[derive(Serialize)]
 #[allow(non_snake_case)]
 struct DhatFile {
     dhatFileVersion: u32,
@@ -392,8 +408,23 @@ struct DhatFile {
     pps: Vec<ProgramPoint>,
     ftbl: Vec<String>,
 }
+json_object!(DhatFile {
+    dhatFileVersion,
+    mode,
+    verb,
+    bklt,
+    bkacc,
+    tu,
+    Mtu,
+    tuth,
+    cmd,
+    pid,
+    te,
+    tg,
+    pps,
+    ftbl
+});
 
-#[derive(Serialize)]
 struct ProgramPoint {
     tb: u64,
     tbk: u64,
@@ -406,6 +437,18 @@ struct ProgramPoint {
     ebk: u64,
     fs: Vec<usize>,
 }
+json_object!(ProgramPoint {
+    tb,
+    tbk,
+    tl,
+    mb,
+    mbk,
+    gb,
+    gbk,
+    eb,
+    ebk,
+    fs
+});
 
 /// A frame as dhat-rs writes it: `0x1234: my_crate::f (src/lib.rs:10:5)`.
 fn dhat_frame(frame: &Frame) -> String {

@@ -17,6 +17,14 @@ static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 
 use leakcheck::leakcheck;
 
+/// Compiles only while leakcheck brings no crate with a second `PartialEq` impl for `u8` into
+/// its users' crates: with serde_json in leakcheck's dependencies, this comparison (and every
+/// `assert_eq!(&*bytes, &[])`) was ambiguous (E0283). Never called.
+#[allow(dead_code)]
+fn comparing_with_an_empty_array_still_infers(bytes: &[u8]) -> bool {
+    bytes == &[]
+}
+
 // ---- allow_bytes, allow_allocs ----
 
 #[leakcheck(allow_bytes = 100)]
