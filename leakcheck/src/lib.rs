@@ -128,7 +128,7 @@
 //! | `LEAKCHECK_SUPPRESSIONS` | path of a suppression file (see [Suppressions](#suppressions)) |
 //! | `LEAKCHECK_OUT` | a directory: each failing checked test writes its report there as JSON and as a DHAT file (see [Report files](#report-files)) |
 //! | `LEAKCHECK_FORMAT` | `text` (default); `json`: print the JSON report instead of the text one |
-//! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit (see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
+//! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit, then exit with status 23 if it leaked (LeakSanitizer's; `LEAKCHECK=warn` keeps the program's status; see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
 //! | `LEAKCHECK_SCAN` | `1` (default): blocks still reachable from statics and thread-locals are not leaks; `0`: no reachability scan, as on platforms without one: the body runs once as a warm-up, and every block its measured run leaves live is a leak |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
@@ -273,8 +273,11 @@
 //! all: a session starts before `main`, and when the program exits (returning from `main` or
 //! calling `std::process::exit`) it prints on stderr what was allocated and is neither freed
 //! nor reachable from a static or thread-local, grouped by call site, like LeakSanitizer's
-//! report (`LEAKCHECK_OUT` and `LEAKCHECK_FORMAT` apply). Linux only; the program runs at the
-//! speed of a checked test. `examples/hunt` in the repository shows both uses.
+//! report (`LEAKCHECK_OUT` and `LEAKCHECK_FORMAT` apply). When it found a leak, the process
+//! then exits with status 23, as LeakSanitizer's does, so a CI step that runs the program fails;
+//! under `LEAKCHECK=warn` the report is printed and the status stays the program's. Linux
+//! only; the program runs at the speed of a checked test. `examples/hunt` in the repository
+//! shows both uses.
 //!
 //! # Limitations
 //!

@@ -615,13 +615,13 @@ pub(crate) fn start_at_exit() {
 /// Called by the `atexit` hook: finishes the session and prints (and saves) what is left that
 /// nothing points to.
 pub(crate) fn finish_at_exit() {
-    let _ = std::panic::catch_unwind(|| {
+    let leaked = std::panic::catch_unwind(|| {
         let session = AT_EXIT_SESSION
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some(mut session) = session else {
-            return;
+            return false;
         };
         let report = session.finish_with(true);
         drop(session);
@@ -633,7 +633,20 @@ pub(crate) fn finish_at_exit() {
                  at exit is listed as lost, reachable or not"
             );
         }
+        let warn = Config::from_env().is_ok_and(|c| c.mode == crate::config::Mode::Warn);
+        if report.is_clean() || warn {
+            return false;
+        }
+        eprintln!(
+            "leakcheck: the program leaked: exit status {} (LEAKCHECK_AT_EXIT=1; with \
+             LEAKCHECK=warn the report is printed and the status is the program's)",
+            crate::raw::exit::LEAKED_STATUS
+        );
+        true
     });
+    if leaked.unwrap_or(false) {
+        crate::raw::exit::exit_leaked();
+    }
 }
 
 fn program_name() -> String {

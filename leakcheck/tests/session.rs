@@ -241,6 +241,12 @@ fn is_child() -> bool {
 
 /// Runs one test of this binary in a process of its own.
 fn child(test: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let (status, text) = child_status(test, env);
+    (status == Some(0), text)
+}
+
+/// [`child`], with the exit status (`None` if a signal ended it).
+fn child_status(test: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     // RUST_BACKTRACE=0: a panic's backtrace loads ~50 MB of debug info into the heap, and a
     // conservative scan of that much reachable memory can find a word that happens to point
@@ -266,7 +272,7 @@ fn child(test: &str, env: &[(&str, &str)]) -> (bool, String) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    (output.status.success(), text)
+    (output.status.code(), text)
 }
 
 #[cfg(feature = "stats")]
@@ -379,11 +385,17 @@ fn child_session_refused_while_a_check_owns_the_process() {
 
 #[test]
 fn at_exit_reports_what_the_program_leaked() {
-    let (ok, output) = child(
+    let (status, output) = child_status(
         "child_at_exit_reports_what_the_program_leaked",
         &[("LEAKCHECK_AT_EXIT", "1")],
     );
-    assert!(ok, "{output}");
+    // The tests passed; the leak makes the status LeakSanitizer's 23, and says so.
+    assert!(output.contains("1 passed"), "{output}");
+    assert_eq!(status, Some(23), "{output}");
+    assert!(
+        output.contains("leakcheck: the program leaked: exit status 23 (LEAKCHECK_AT_EXIT=1;"),
+        "{output}"
+    );
     assert!(
         output.contains("leakcheck: memory leak in program `session-"),
         "{output}"
@@ -401,6 +413,36 @@ fn at_exit_reports_what_the_program_leaked() {
         output.contains("refused: leakcheck: Session::start(): LEAKCHECK_AT_EXIT=1"),
         "{output}"
     );
+}
+
+#[test]
+fn at_exit_under_warn_reports_and_keeps_the_program_s_status() {
+    let (status, output) = child_status(
+        "child_at_exit_reports_what_the_program_leaked",
+        &[("LEAKCHECK_AT_EXIT", "1"), ("LEAKCHECK", "warn")],
+    );
+    assert_eq!(status, Some(0), "{output}");
+    assert!(
+        output.contains("222 bytes in 1 allocation definitely lost, allocated at:"),
+        "{output}"
+    );
+    assert!(!output.contains("exit status 23"), "{output}");
+}
+
+#[test]
+fn at_exit_with_nothing_leaked_keeps_the_program_s_status() {
+    let (status, output) =
+        child_status("child_at_exit_leaks_nothing", &[("LEAKCHECK_AT_EXIT", "1")]);
+    assert_eq!(status, Some(0), "{output}");
+    assert!(!output.contains("exit status 23"), "{output}");
+}
+
+#[test]
+fn child_at_exit_leaks_nothing() {
+    if !is_child() {
+        return;
+    }
+    keep_at_exit();
 }
 
 static KEPT_AT_EXIT: Mutex<Option<Vec<u8>>> = Mutex::new(None);
@@ -465,6 +507,11 @@ fn hunt_binaries() -> std::path::PathBuf {
 }
 
 fn run_example(exe: std::path::PathBuf, env: &[(&str, &str)]) -> String {
+    run_example_with_status(exe, env, 0)
+}
+
+/// Runs an example's binary, which must exit with `status`.
+fn run_example_with_status(exe: std::path::PathBuf, env: &[(&str, &str)], status: i32) -> String {
     let mut cmd = Command::new(&exe);
     for var in [
         "LEAKCHECK",
@@ -484,7 +531,12 @@ fn run_example(exe: std::path::PathBuf, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{}: {text}", exe.display());
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{}: {text}",
+        exe.display()
+    );
     text
 }
 
@@ -526,7 +578,7 @@ fn at_exit_needs_no_code_change() {
     let bin = hunt_binaries();
     let quiet = run_example(bin.join("plain"), &[]);
     assert_eq!(quiet, "3 words\n");
-    let output = run_example(bin.join("plain"), &[("LEAKCHECK_AT_EXIT", "1")]);
+    let output = run_example_with_status(bin.join("plain"), &[("LEAKCHECK_AT_EXIT", "1")], 23);
     assert!(
         output.contains("leakcheck: memory leak in program `plain`: 118 (96 direct, 22 indirect) bytes in 4 allocations"),
         "{output}"

@@ -1,5 +1,5 @@
 //! A program that only installs the allocator. Run it with `LEAKCHECK_AT_EXIT=1` and, with no
-//! code change, it prints at exit what it allocated and lost:
+//! code change, it prints at exit what it allocated and lost, and exits with status 23:
 //!
 //! ```text
 //! LEAKCHECK_AT_EXIT=1 cargo run --manifest-path examples/hunt/Cargo.toml --bin plain
