@@ -122,9 +122,19 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
         Mode::Fail if !meta.should_panic => panic!("{report}"),
         // A `should_panic` test that returned fails already ("did not panic"); a panic here
         // would make it pass.
-        Mode::Fail | Mode::Warn => eprint!("{report}"),
+        Mode::Fail => eprint!("{report}"),
+        Mode::Warn => to_real_stderr(&report),
         Mode::Off => {}
     }
+}
+
+/// Writes a warning's report to the process's stderr itself, past libtest's output capture
+/// (which takes `eprint!` and drops what a passing test printed): a warning must show in CI
+/// logs. Under nextest the runner still decides what a passing test's output shows.
+fn to_real_stderr(report: &impl std::fmt::Display) {
+    use std::io::Write as _;
+    let text = format!("{report}");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Runs a synchronous test body inside a check (`repeat + 1` times with `repeat`).
