@@ -115,7 +115,10 @@
 //! `leakcheck.supp` in the package directory or a parent up to the workspace root. A
 //! malformed line fails the checked tests with its `file:line`. Reports list the suppressions
 //! that matched ("Suppressions used:", with counts and bytes, so stale ones show) and end each
-//! leak group with a ready-to-paste `leak:` line.
+//! leak group with a ready-to-paste `leak:` line. It names the innermost frame of your own
+//! code (a file inside the workspace), else the innermost one outside std; never a frame of
+//! std, core or alloc, which would hide every leak. A group whose stack holds only std's
+//! frames gets no line.
 //!
 //! # Running
 //!

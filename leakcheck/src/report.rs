@@ -105,10 +105,26 @@ impl LeakGroup {
     }
 
     /// A suppression line that matches this group, ready to paste into `leakcheck.supp`.
+    ///
+    /// It names the innermost frame of the user's own code (a source file inside the
+    /// workspace), else the innermost frame outside std, core and alloc; never a frame of
+    /// those, whose pattern (`^alloc::alloc::alloc$`) would hide every leak in the program,
+    /// nor a dependency's when the user's code is on the stack (`^smallvec::SmallVec<A>::try_grow$`
+    /// would hide every leak through that function). `None` when no frame qualifies.
     pub fn suppression(&self) -> Option<String> {
-        let frame = self.frames.first()?;
+        let qualifies = |frame: &&Frame| symbolize::owner(frame) == symbolize::Owner::User;
+        let own_code = |frame: &&Frame| frame.file.as_ref().is_some_and(|file| file.is_relative());
+        let frame = self
+            .frames
+            .iter()
+            .filter(qualifies)
+            .find(own_code)
+            .or_else(|| self.frames.iter().find(qualifies))?;
         let function = frame.function.as_deref().unwrap_or("");
-        let function = function.split("::{{closure}}").next().unwrap_or(function);
+        // A closure's frame is matched through its enclosing function's path (one level is
+        // cut when matching, see `suppress`), so one trailing `{{closure}}` goes; a closure
+        // inside an impl's path (`<m::f::{{closure}}::T as Drop>::drop`) stays as it is.
+        let function = function.strip_suffix("::{{closure}}").unwrap_or(function);
         if function.contains("::") {
             return Some(format!("leak:^{function}$"));
         }
@@ -859,6 +875,82 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(function: &str, file: &str) -> Frame {
+        Frame {
+            function: Some(function.into()),
+            file: Some(file.into()),
+            line: Some(1),
+            column: Some(1),
+            address: 0x1000,
+        }
+    }
+
+    fn suggested(frames: Vec<Frame>) -> Option<String> {
+        LeakGroup {
+            bytes: 8,
+            allocations: 1,
+            kind: Kind::Definite,
+            frames,
+        }
+        .suppression()
+    }
+
+    const STD_FILE: &str = "/rustc/0123/library/alloc/src/alloc.rs";
+    const REGISTRY_FILE: &str = "/home/u/.cargo/registry/src/index/smallvec-1.13.2/src/lib.rs";
+
+    #[test]
+    fn the_suggestion_names_the_user_s_frame_not_std_s_nor_a_dependency_s() {
+        let body = frame("my_tests::grows::{{closure}}", "tests/grows.rs");
+        assert_eq!(
+            suggested(vec![frame("alloc::alloc::alloc", STD_FILE), body.clone()]),
+            Some("leak:^my_tests::grows$".into())
+        );
+        assert_eq!(
+            suggested(vec![
+                frame("smallvec::SmallVec<A>::try_grow", REGISTRY_FILE),
+                body.clone()
+            ]),
+            Some("leak:^my_tests::grows$".into())
+        );
+        // The user's own helper, innermost, is the most specific.
+        assert_eq!(
+            suggested(vec![
+                frame("my_crate::cache::fill", "my_crate/src/cache.rs"),
+                body
+            ]),
+            Some("leak:^my_crate::cache::fill$".into())
+        );
+        // Only std on the stack: no line that would hide every leak.
+        assert_eq!(
+            suggested(vec![frame("alloc::alloc::alloc", STD_FILE)]),
+            None
+        );
+    }
+
+    #[test]
+    fn every_suggestion_suppresses_its_own_frames() {
+        let stacks = [
+            vec![frame("my_tests::grows::{{closure}}", "tests/grows.rs")],
+            vec![frame(
+                "my_tests::grows::{{closure}}::{{closure}}",
+                "tests/grows.rs",
+            )],
+            vec![frame(
+                "<lru::tests::pop::{{closure}}::DropPanic as core::ops::drop::Drop>::drop",
+                "lru/src/lib.rs",
+            )],
+            vec![frame("smallvec::SmallVec<A>::try_grow", REGISTRY_FILE)],
+        ];
+        for frames in stacks {
+            let line = suggested(frames.clone()).expect("a suggestion");
+            let rules = suppress::parse(&line, std::path::Path::new("leakcheck.supp")).unwrap();
+            assert!(
+                suppress::find(&rules, &frames).is_some(),
+                "{line} for {frames:?}"
+            );
+        }
+    }
 
     #[test]
     fn thousands_separators() {
