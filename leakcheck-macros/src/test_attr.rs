@@ -73,16 +73,38 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
     }
     for text in lines[..line - 1].iter().rev() {
         let text = text.trim();
-        if is_test(text) {
-            return true;
+        if text.is_empty() || text.starts_with("//") {
+            continue;
         }
-        let attribute_or_comment =
-            text.is_empty() || text.starts_with("#[") || text.starts_with("//");
-        if !attribute_or_comment {
+        // A line of attributes only; one that goes on with code (`#[test] fn a() {}`) ends
+        // another item, whose attributes are not this function's.
+        let Some(attributes) = leading_attributes(text) else {
             return false;
+        };
+        if is_test(attributes) {
+            return true;
         }
     }
     false
+}
+
+/// The attributes `text` starts with, if nothing but a comment follows them.
+fn leading_attributes(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(after) = rest.strip_prefix("#[") {
+        let mut depth = 1;
+        let end = after.char_indices().find_map(|(i, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        })?;
+        rest = after[end + 1..].trim_start();
+    }
+    let consumed = text.len() - rest.len();
+    (consumed > 0 && (rest.is_empty() || rest.starts_with("//"))).then(|| &text[..consumed])
 }
 
 /// Another `#[leakcheck]` (or its alias `#[leakcheck::test]`) on the same function, which would
@@ -100,6 +122,16 @@ mod tests {
     use syn::parse_quote;
 
     use super::*;
+
+    #[test]
+    fn a_test_attribute_of_the_item_above_is_not_this_one_s() {
+        let source = "#[test] fn a() {}\n#[leakcheck::test]\nfn b() {}\n";
+        assert!(!test_written_above(source, 2, 0));
+        let source = "#[test] // the next one\n#[leakcheck]\nfn b() {}\n";
+        assert!(test_written_above(source, 2, 0));
+        let source = "#[cfg_attr(x, allow(y))] #[test]\n#[leakcheck]\nfn b() {}\n";
+        assert!(test_written_above(source, 2, 0));
+    }
 
     #[test]
     fn finds_test_written_above_the_attribute() {
