@@ -41,6 +41,14 @@ pub(crate) fn supplies_arguments(attrs: &[Attribute]) -> bool {
         .any(|attr| last_segment_is(attr, SUPPLIES_ARGUMENTS))
 }
 
+/// Whether one of `attrs` (below `#[leakcheck]`) makes a test that calls the function with
+/// generated arguments, which works only with that attribute above `#[leakcheck]`.
+pub(crate) fn generates_arguments(attrs: &[Attribute]) -> bool {
+    attrs
+        .iter()
+        .any(|attr| last_segment_is(attr, &["quickcheck"]))
+}
+
 /// Whether the function is marked `#[should_panic]` (with or without an `expected` message).
 pub(crate) fn should_panic(attrs: &[Attribute]) -> bool {
     attrs
@@ -57,18 +65,7 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
         return false;
     };
     let before: String = own.chars().take(column).collect();
-    let is_test = |text: &str| {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        [
-            "#[test]",
-            "#[::core::prelude::v1::test]",
-            "#[core::prelude::v1::test]",
-            "#[::std::prelude::v1::test]",
-        ]
-        .iter()
-        .any(|attr| compact.contains(attr))
-    };
-    if is_test(&before) {
+    if leading_attributes(before.trim()).is_some_and(makes_a_test) {
         return true;
     }
     for text in lines[..line - 1].iter().rev() {
@@ -81,11 +78,30 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
         let Some(attributes) = leading_attributes(text) else {
             return false;
         };
-        if is_test(attributes) {
+        if makes_a_test(attributes) {
             return true;
         }
     }
     false
+}
+
+/// Attributes written above that make the function a test once they have expanded, which
+/// leaves no mark on it: the built-in `#[test]` by any path, and the attribute macros that
+/// emit a `#[test]` of their own above the rest (`#[async_std::test]`, `#[quickcheck]`): with
+/// those above, a `#[test]` of leakcheck's would register the test a second time.
+const MAKES_A_TEST_ABOVE: &[&str] = &["test", "quickcheck", "rstest"];
+
+/// Whether one of the attributes in `text` (`#[a] #[b::c(..)]`) makes the function a test.
+fn makes_a_test(text: &str) -> bool {
+    text.split("#[").skip(1).any(|attribute| {
+        let path: String = attribute
+            .chars()
+            .take_while(|&c| c != '(' && c != ']' && c != '=')
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let last = path.rsplit("::").next().unwrap_or("");
+        MAKES_A_TEST_ABOVE.contains(&last)
+    })
 }
 
 /// The attributes `text` starts with, if nothing but a comment follows them.
@@ -122,6 +138,31 @@ mod tests {
     use syn::parse_quote;
 
     use super::*;
+
+    #[test]
+    fn attribute_macros_that_make_a_test_above_are_seen() {
+        for above in [
+            "#[async_std::test]",
+            "#[tokio::test(flavor = \"multi_thread\")]",
+            "#[test_log::test]",
+            "#[quickcheck]",
+            "#[quickcheck_macros::quickcheck]",
+            "#[rstest]",
+            "#[::core::prelude::v1::test]",
+        ] {
+            let source = format!("{above}\n#[leakcheck]\nfn b() {{}}\n");
+            assert!(test_written_above(&source, 2, 0), "{above}");
+        }
+        for above in [
+            "#[should_panic]",
+            "#[my::testing]",
+            "#[cfg(test)]",
+            "#[ignore = \"test\"]",
+        ] {
+            let source = format!("{above}\n#[leakcheck]\nfn b() {{}}\n");
+            assert!(!test_written_above(&source, 2, 0), "{above}");
+        }
+    }
 
     #[test]
     fn a_test_attribute_of_the_item_above_is_not_this_one_s() {

@@ -13,10 +13,13 @@ pub(crate) fn check_fn(func: &ItemFn) -> syn::Result<()> {
     if !sig.inputs.is_empty() && !test_attr::supplies_arguments(&func.attrs) {
         // `new_spanned`, not `inputs.span()`: on stable a span cannot be joined, and only
         // `new_spanned` underlines from the first parameter to the last.
-        errors.push(Error::new_spanned(
-            &sig.inputs,
-            "#[leakcheck] test functions cannot take arguments",
-        ));
+        let message = if test_attr::generates_arguments(&func.attrs) {
+            "#[leakcheck] test functions cannot take arguments; put #[quickcheck] above \
+             #[leakcheck], so that #[leakcheck] checks the test it generates"
+        } else {
+            "#[leakcheck] test functions cannot take arguments"
+        };
+        errors.push(Error::new_spanned(&sig.inputs, message));
     }
 
     if let Some(asyncness) = &sig.asyncness {
@@ -82,6 +85,22 @@ mod tests {
                 fn t(x: u32, y: u32) {}
             )),
             ["#[leakcheck] test functions cannot take arguments"]
+        );
+    }
+
+    #[test]
+    fn quickcheck_below_names_the_order_that_works() {
+        assert_eq!(
+            messages(parse_quote!(
+                #[quickcheck]
+                fn t(x: u32) -> bool {
+                    true
+                }
+            )),
+            [
+                "#[leakcheck] test functions cannot take arguments; put #[quickcheck] above \
+              #[leakcheck], so that #[leakcheck] checks the test it generates"
+            ]
         );
     }
 
