@@ -54,6 +54,8 @@
 //!   and the check wraps the function it generates, so the runtime is built, runs the test's
 //!   future and is dropped inside the check. The runtime's own bookkeeping is freed before the
 //!   verdict, and tasks spawned onto `flavor = "multi_thread"` workers belong to the test;
+//! - goes below `#[quickcheck]` (which generates the test that calls the property with its
+//!   arguments; the other order is a compile error that says so) and below or above `#[rstest]`;
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
