@@ -46,8 +46,12 @@ pub(crate) fn supplies_arguments(attrs: &[Attribute]) -> bool {
 pub(crate) fn generates_arguments(attrs: &[Attribute]) -> bool {
     attrs
         .iter()
-        .any(|attr| last_segment_is(attr, &["quickcheck"]))
+        .any(|attr| last_segment_is(attr, GENERATES_ARGUMENTS))
 }
+
+/// Test attributes that generate the test, which calls the function with arguments it makes
+/// up: `#[quickcheck]`.
+const GENERATES_ARGUMENTS: &[&str] = &["quickcheck"];
 
 /// Whether the function is marked `#[should_panic]` (with or without an `expected` message).
 pub(crate) fn should_panic(attrs: &[Attribute]) -> bool {
@@ -65,7 +69,7 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
         return false;
     };
     let before: String = own.chars().take(column).collect();
-    if leading_attributes(before.trim()).is_some_and(makes_a_test) {
+    if leading_attributes(before.trim()).is_some_and(|attrs| makes_a_test(&attrs)) {
         return true;
     }
     for text in lines[..line - 1].iter().rev() {
@@ -78,34 +82,34 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
         let Some(attributes) = leading_attributes(text) else {
             return false;
         };
-        if makes_a_test(attributes) {
+        if makes_a_test(&attributes) {
             return true;
         }
     }
     false
 }
 
-/// Attributes written above that make the function a test once they have expanded, which
-/// leaves no mark on it: the built-in `#[test]` by any path, and the attribute macros that
-/// emit a `#[test]` of their own above the rest (`#[async_std::test]`, `#[quickcheck]`): with
-/// those above, a `#[test]` of leakcheck's would register the test a second time.
-const MAKES_A_TEST_ABOVE: &[&str] = &["test", "quickcheck", "rstest"];
-
-/// Whether one of the attributes in `text` (`#[a] #[b::c(..)]`) makes the function a test.
-fn makes_a_test(text: &str) -> bool {
-    text.split("#[").skip(1).any(|attribute| {
+/// Whether one of `attributes` (the text inside each `#[...]`) written above makes the
+/// function a test once it has expanded, which leaves no mark on the function: the test
+/// attributes recognised below (`#[test]` by any path, `#[async_std::test]`, `#[rstest]`) and
+/// those that generate the test (`#[quickcheck]`). They emit a `#[test]` above the rest, so a
+/// `#[test]` of leakcheck's would register the test a second time.
+fn makes_a_test(attributes: &[&str]) -> bool {
+    attributes.iter().any(|attribute| {
         let path: String = attribute
             .chars()
-            .take_while(|&c| c != '(' && c != ']' && c != '=')
+            .take_while(|&c| c != '(' && c != '=')
             .filter(|c| !c.is_whitespace())
             .collect();
         let last = path.rsplit("::").next().unwrap_or("");
-        MAKES_A_TEST_ABOVE.contains(&last)
+        TEST_ATTRIBUTES.contains(&last) || GENERATES_ARGUMENTS.contains(&last)
     })
 }
 
-/// The attributes `text` starts with, if nothing but a comment follows them.
-fn leading_attributes(text: &str) -> Option<&str> {
+/// The attributes `text` starts with, each as the text inside its `#[...]`, if nothing but a
+/// comment follows them.
+fn leading_attributes(text: &str) -> Option<Vec<&str>> {
+    let mut attributes = Vec::new();
     let mut rest = text;
     while let Some(after) = rest.strip_prefix("#[") {
         let mut depth = 1;
@@ -117,10 +121,10 @@ fn leading_attributes(text: &str) -> Option<&str> {
             }
             (depth == 0).then_some(i)
         })?;
+        attributes.push(&after[..end]);
         rest = after[end + 1..].trim_start();
     }
-    let consumed = text.len() - rest.len();
-    (consumed > 0 && (rest.is_empty() || rest.starts_with("//"))).then(|| &text[..consumed])
+    (!attributes.is_empty() && (rest.is_empty() || rest.starts_with("//"))).then_some(attributes)
 }
 
 /// Another `#[leakcheck]` (or its alias `#[leakcheck::test]`) on the same function, which would
@@ -158,6 +162,7 @@ mod tests {
             "#[my::testing]",
             "#[cfg(test)]",
             "#[ignore = \"test\"]",
+            "#[doc = \"#[test]\"]",
         ] {
             let source = format!("{above}\n#[leakcheck]\nfn b() {{}}\n");
             assert!(!test_written_above(&source, 2, 0), "{above}");
