@@ -7,9 +7,9 @@
 //! thread's stack (from the stack pointer at entry to [`classify`] up to the top that
 //! `pthread_getattr_np` reports, which on a spawned thread also covers its static TLS, but not
 //! glibc's thread descriptor above it), the callee-saved registers at entry, and the caller's
-//! `extra_roots`. Every aligned word of the roots that points anywhere inside a candidate
-//! (interior pointers count, as in LSan's default) makes it reachable, and the reached blocks
-//! are scanned in turn. Besides the candidates, the caller may name *transit* blocks: heap
+//! `extra_roots`. Every aligned word of the roots that points inside a candidate makes it
+//! reachable (interior pointers count, as in LSan's default, at word-aligned offsets and as
+//! tagged pointers: see [`Index::find`]), and the reached blocks are scanned in turn. Besides the candidates, the caller may name *transit* blocks: heap
 //! blocks known to be live (those that earlier checks left reachable), which get no verdict
 //! but, once reached, are scanned like roots, so a block kept only by a cache that an earlier
 //! check created is reachable. Other heap blocks are not scanned.
@@ -168,6 +168,48 @@ fn owned_end(start: usize, size: usize) -> usize {
     }
 }
 
+/// Whether a word `offset` bytes into a block at `start` of `size` bytes is taken as a
+/// pointer to it: at its start, a tagged pointer to it (low bits set, an offset below 8), or a
+/// word-aligned offset inside it (a field, an element, `Arc::into_raw`, the control bytes of a
+/// hash table).
+///
+/// An offset that is neither is not taken as a pointer. Rust keeps a block alive through its
+/// start (`Box`, `Vec`, `Rc`, `Arc`), a tagged start (crossbeam's `Atomic`, `bytes::Bytes`) or
+/// an aligned interior address; an odd offset is a byte slice into a block that something
+/// else owns. Such words are far more often data: the low bytes of an enum (its tag, a `u8`
+/// field) under padding that still holds the upper half of an old pointer.
+///
+/// Such data reads as an address in the first mebibyte after a 4 GiB boundary: a word whose
+/// low half is a small number and whose high half is a heap's. A thread's arena can start
+/// there (1 in 64 of them do), and then its first blocks are at such addresses. A compiled
+/// regex holds hundreds of such words (byte-range transitions, two bytes under stale
+/// padding), and they made leaks in new threads look reachable. A block there is taken only
+/// from the pointers Rust keeps to a block it owns: its start, a tagged start, `Arc::into_raw`
+/// (16 bytes in) and a hash table's control bytes ([`hash_table_control`]).
+fn points_into(start: usize, size: usize, offset: usize) -> bool {
+    if offset < 8 {
+        return true;
+    }
+    if start & 0xffff_ffff < SMALL_NUMBERS {
+        return offset == 16 || hash_table_control(size, offset);
+    }
+    offset % 8 == 0
+}
+
+/// Below this, the low half of an address reads as a small number (see [`points_into`]).
+const SMALL_NUMBERS: usize = 1 << 20;
+
+/// Whether `offset` is where hashbrown's tables (std's `HashMap` and `HashSet`) point: a
+/// table of `buckets` entries (a power of two, at least 4) is one block of the entries, padded
+/// to 16 bytes, then `buckets + 16` control bytes, and the table keeps the address of the
+/// control bytes only.
+fn hash_table_control(size: usize, offset: usize) -> bool {
+    offset % 16 == 0
+        && size
+            .checked_sub(offset + 16)
+            .is_some_and(|buckets| buckets >= 4 && buckets.is_power_of_two() && offset >= buckets)
+}
+
 /// Candidate blocks sorted by address, answering "which block does this word point into".
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
@@ -176,6 +218,8 @@ fn owned_end(start: usize, size: usize) -> usize {
 struct Index {
     starts: Vec<usize>,
     ends: Vec<usize>,
+    /// The size asked for (the largest, for blocks that share a start).
+    sizes: Vec<usize>,
     /// Lowest start, and `highest end - low`: one comparison rejects most words.
     low: usize,
     span: usize,
@@ -194,6 +238,7 @@ impl Index {
         let mut index = Index {
             starts: Vec::with_capacity(blocks.len()),
             ends: Vec::with_capacity(blocks.len()),
+            sizes: Vec::with_capacity(blocks.len()),
             low: 0,
             span: 0,
         };
@@ -204,9 +249,11 @@ impl Index {
             if index.starts.last() == Some(&start) {
                 let last = index.ends.len() - 1;
                 index.ends[last] = index.ends[last].max(end);
+                index.sizes[last] = index.sizes[last].max(size);
             } else {
                 index.starts.push(start);
                 index.ends.push(end);
+                index.sizes.push(size);
             }
             position[i as usize] = (index.starts.len() - 1) as u32;
         }
@@ -221,7 +268,7 @@ impl Index {
         self.starts.len()
     }
 
-    /// The block `word` points into, if any.
+    /// The block `word` points into, if any: see [`points_into`] for the offsets taken.
     #[inline]
     fn find(&self, word: usize) -> Option<u32> {
         if word.wrapping_sub(self.low) >= self.span {
@@ -229,7 +276,8 @@ impl Index {
         }
         // `word >= low == starts[0]`, so at least one start is <= word.
         let i = self.starts.partition_point(|&start| start <= word) - 1;
-        (word < self.ends[i]).then_some(i as u32)
+        (word < self.ends[i] && points_into(self.starts[i], self.sizes[i], word - self.starts[i]))
+            .then_some(i as u32)
     }
 }
 
@@ -1073,18 +1121,65 @@ mod tests {
 
     #[test]
     fn index_finds_interior_pointers() {
-        let (index, position) = Index::new(&[(0x3000, 16), (0x1000, 32), (0x2000, 0), (0x1000, 8)]);
+        // Far from a 4 GiB boundary (see `points_into`).
+        let base = 0x5555_1234_0000;
+        let (index, position) = Index::new(&[
+            (base + 0x3000, 16),
+            (base + 0x1000, 32),
+            (base + 0x2000, 0),
+            (base + 0x1000, 8),
+        ]);
         assert_eq!(position, [2, 0, 1, 0]);
-        assert_eq!(index.find(0x1000), Some(0));
-        assert_eq!(index.find(0x101f), Some(0));
-        assert_eq!(index.find(0x1020), None);
-        assert_eq!(index.find(0x2000), Some(1));
-        assert_eq!(index.find(0x2001), None);
-        assert_eq!(index.find(0x300f), Some(2));
-        assert_eq!(index.find(0x3010), None);
-        assert_eq!(index.find(0xfff), None);
+        assert_eq!(index.find(base + 0x1000), Some(0));
+        assert_eq!(index.find(base + 0x1007), Some(0), "a tagged pointer");
+        assert_eq!(index.find(base + 0x1018), Some(0), "an aligned field");
+        assert_eq!(
+            index.find(base + 0x1009),
+            None,
+            "an odd offset past the tag bits"
+        );
+        assert_eq!(index.find(base + 0x101f), None);
+        assert_eq!(index.find(base + 0x1020), None);
+        assert_eq!(index.find(base + 0x2000), Some(1));
+        assert_eq!(index.find(base + 0x2001), None);
+        assert_eq!(index.find(base + 0x3008), Some(2));
+        assert_eq!(index.find(base + 0x3010), None);
+        assert_eq!(index.find(base + 0xfff), None);
         assert_eq!(index.find(0), None);
         assert_eq!(index.find(usize::MAX), None);
+    }
+
+    #[test]
+    fn blocks_whose_address_reads_as_small_numbers_need_rust_shaped_pointers() {
+        // 4 GiB-aligned heap, block 0xd00 in: words like 0x7f2d_0000_0d08 are as often data.
+        let start = 0x7f2d_0000_0d00;
+        assert!(points_into(start, 2404, 0), "its start");
+        assert!(points_into(start, 2404, 3), "a tagged start");
+        assert!(points_into(start, 2404, 16), "Arc::into_raw");
+        assert!(!points_into(start, 2404, 8));
+        assert!(!points_into(start, 2404, 1024));
+        // A table of 8 buckets of 24 bytes: 192 bytes, then 8 + 16 control bytes.
+        assert!(
+            points_into(start, 192 + 8 + 16, 192),
+            "a hash table's control bytes"
+        );
+        assert!(!points_into(start, 192 + 8 + 16, 176));
+        // Elsewhere, any word-aligned offset counts.
+        assert!(points_into(0x7f2d_1234_0d00, 2404, 1024));
+        assert!(!points_into(0x7f2d_1234_0d00, 2404, 1025));
+        assert!(points_into(0x7f2d_0010_0000, 2404, 8), "past the first MiB");
+    }
+
+    #[test]
+    fn hash_table_control_bytes() {
+        // A HashMap<u64, u64> with 16 buckets: 256 bytes of entries, 32 control bytes.
+        assert!(hash_table_control(256 + 16 + 16, 256));
+        assert!(!hash_table_control(256 + 16 + 16, 128));
+        assert!(
+            !hash_table_control(256 + 12 + 16, 256),
+            "not a power of two"
+        );
+        assert!(!hash_table_control(256, 256));
     }
 
     #[test]
