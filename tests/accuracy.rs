@@ -103,6 +103,11 @@ const SCENARIOS: &[(&str, Expect)] = &[
         Passes,
     ),
     ("no_false_alarm::block_freed_on_another_thread", Passes),
+    (
+        "no_false_alarm::caught_panic_written_into_the_capture",
+        Passes,
+    ),
+    ("no_false_alarm::caught_failed_assert_eq", Passes),
     // Definitely lost, with valgrind's direct/indirect split for structures.
     (
         "definite::box_leak",
@@ -145,6 +150,10 @@ const SCENARIOS: &[(&str, Expect)] = &[
             group(128, 1, DEFINITE, LIB, "linked_list_node"),
             group(5 * 128, 5, INDIRECT, LIB, "linked_list_node"),
         ]),
+    ),
+    (
+        "definite::leak_beside_a_caught_panic",
+        Leaks(&[group(1_111, 1, DEFINITE, LIB, "beside_caught_panic")]),
     ),
     // Threads the test starts belong to the test, in both runners.
     (

@@ -292,9 +292,18 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         "backtrace::symbolize::",
     ];
     let mut found = None;
+    let mut below_user_code = false;
     for frame in frames {
         let (name, file) = name_and_file(frame);
         let file = file.as_ref();
+        // std's default panic hook writes the message (and, with RUST_BACKTRACE, a backtrace)
+        // into the test harness's output capture, a buffer the harness made before the test:
+        // what the hook's writing leaves live is that buffer's growth. Code of the user's
+        // called by the hook (a payload's `Display`) comes before the hook here, and is theirs.
+        if !below_user_code && name.starts_with("std::panicking::default_hook") {
+            return Some(Excuse::Stdio);
+        }
+        below_user_code |= owner(frame) == Owner::User;
         if SYMBOLIZER_NAMES.iter().any(|p| name.starts_with(p))
             || file.contains("/backtrace/src/symbolize/")
             || (in_crate(file, "backtrace") && file.contains("/src/symbolize/"))
@@ -497,5 +506,30 @@ mod tests {
             frame("my_crate::tests::panics"),
         ];
         assert_eq!(excuse(&panic_backtrace), Some(Excuse::SymbolizerCache));
+    }
+
+    #[test]
+    fn excuses_the_panic_hooks_writing_into_the_capture_but_not_user_code_it_calls() {
+        let caught_panic = [
+            frame("leakcheck::track::record"),
+            frame("alloc::raw_vec::RawVecInner<A>::finish_grow"),
+            frame("alloc::vec::Vec<T,A>::extend_from_slice"),
+            frame("<alloc::vec::Vec<u8,A> as std::io::Write>::write_all"),
+            frame("core::fmt::write"),
+            frame("std::panicking::default_hook::{{closure}}"),
+            frame("std::panicking::default_hook"),
+            frame("std::panicking::rust_panic_with_hook"),
+            frame("core::panicking::panic_fmt"),
+            frame("my_crate::tests::catches"),
+        ];
+        assert_eq!(excuse(&caught_panic), Some(Excuse::Stdio));
+        let payload_display = [
+            frame("alloc::vec::Vec<T>::push"),
+            frame("<my_crate::Payload as core::fmt::Display>::fmt"),
+            frame("core::fmt::write"),
+            frame("std::panicking::default_hook::{{closure}}"),
+            frame("std::panicking::default_hook"),
+        ];
+        assert_eq!(excuse(&payload_display), None);
     }
 }

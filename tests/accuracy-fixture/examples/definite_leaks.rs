@@ -26,6 +26,7 @@ fn main() {
         "definite::rc_cycle" => accuracy_fixture::rc_cycle(),
         "definite::arc_cycle" => accuracy_fixture::arc_cycle(),
         "definite::leaked_linked_list" => accuracy_fixture::leak_linked_list(),
+        "definite::leak_beside_a_caught_panic" => accuracy_fixture::leak_beside_a_caught_panic(),
         "threads::leak_in_std_thread_spawn_joined" => accuracy_fixture::leak_in_spawned_thread(),
         "threads::leak_in_thread_scope" => accuracy_fixture::leak_in_scoped_thread(),
         "threads::leak_in_thread_builder" => accuracy_fixture::leak_in_builder_thread(),

@@ -154,6 +154,15 @@ pub fn leak_in_builder_thread() {
         .unwrap();
 }
 
+/// Catches a panic (whose message std's hook writes into the test harness's output capture,
+/// growing a buffer made before the check), then forgets 1,111 bytes.
+#[inline(never)]
+pub fn leak_beside_a_caught_panic() {
+    let caught = std::panic::catch_unwind(|| panic!("caught on purpose: {}", black_box(42)));
+    assert!(caught.is_err());
+    std::mem::forget(black_box(vec![0x1bu8; 1_111])); // site: beside_caught_panic
+}
+
 /// A thread that starts a second thread, which forgets 2,404 bytes: ownership passes down.
 #[inline(never)]
 pub fn leak_in_grandchild_thread() {
@@ -198,6 +207,7 @@ pub const DEFINITE_LEAKS: &[&str] = &[
     "definite::rc_cycle",
     "definite::arc_cycle",
     "definite::leaked_linked_list",
+    "definite::leak_beside_a_caught_panic",
     "threads::leak_in_std_thread_spawn_joined",
     "threads::leak_in_thread_scope",
     "threads::leak_in_thread_builder",

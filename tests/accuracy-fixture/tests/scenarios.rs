@@ -167,6 +167,23 @@ mod no_false_alarm {
         assert_eq!(freed.join().unwrap(), 4096);
     }
 
+    /// std's panic hook writes the caught panic's message into libtest's output capture (a
+    /// buffer libtest made before the check), which grows during the check.
+    #[leakcheck::test]
+    fn caught_panic_written_into_the_capture() {
+        let caught = std::panic::catch_unwind(|| panic!("caught on purpose: {}", black_box(7)));
+        assert!(caught.is_err());
+    }
+
+    /// A failed `assert_eq!` of long values, caught: a longer message, a larger buffer.
+    #[leakcheck::test]
+    fn caught_failed_assert_eq() {
+        let caught = std::panic::catch_unwind(|| {
+            assert_eq!(black_box(vec![1u32; 200]), vec![2u32; 200], "caught on purpose")
+        });
+        assert!(caught.is_err());
+    }
+
     /// A thread-local initialised on a thread the test starts dies with the thread (its
     /// destructor frees it before `join` returns).
     #[leakcheck::test]
@@ -201,6 +218,12 @@ mod definite {
     #[leakcheck::test]
     fn box_into_raw_never_reclaimed() {
         black_box(accuracy_fixture::box_into_raw());
+    }
+
+    /// The caught panic's message in libtest's capture is not the leak; the forgotten block is.
+    #[leakcheck::test]
+    fn leak_beside_a_caught_panic() {
+        accuracy_fixture::leak_beside_a_caught_panic();
     }
 
     /// Reported like valgrind: one node definitely lost, the rest of the cycle indirectly.
