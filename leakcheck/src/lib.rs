@@ -175,7 +175,8 @@
 //! leakcheck recognises them from their allocation stack and lists them in one `note:` line:
 //!
 //! - the test harness's output capture (`println!` in a test under `cargo test` grows a
-//!   buffer that libtest owns) and std's lazily created stdout/stderr buffers;
+//!   buffer that libtest owns, and so does a caught panic, whose message std's panic hook
+//!   writes there) and std's lazily created stdout/stderr buffers;
 //! - one-time initialisation: blocks allocated while a `LazyLock`, `OnceLock`, `OnceCell`,
 //!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value.
 //!
@@ -315,7 +316,13 @@
 //!   cache's spare capacity kept a later leak "reachable" once in ~80 parallel runs of the
 //!   accuracy corpus). Stale values the program itself leaves behind (a popped element, a
 //!   removed map entry) can still make another leaked block look indirectly lost, or, in a
-//!   reachable block, reachable.
+//!   reachable block, reachable. A word counts as a pointer to a block at its start, a tagged
+//!   start (an offset below 8) or a word-aligned offset inside it, the shapes Rust keeps
+//!   owned blocks alive by: a block kept only by a byte slice at an odd offset (a sub-slice of
+//!   a leaked `String`) is reported. A block in the first MiB after a 4 GiB boundary, where
+//!   data (two small `u32`s, a small value under an old pointer's upper half) reads as its
+//!   address and where a new thread's arena can start, is kept only by its start, a tagged
+//!   start, `Arc::into_raw`'s address or a hash table's control bytes.
 //! - The scan runs on x86_64 Linux with glibc. Elsewhere (or with `LEAKCHECK_SCAN=0`) a
 //!   warning says so once, and checks fall back to a warm-up run: a body that can run twice
 //!   (`#[leakcheck]`, [`Check::run`]) runs once first, and every block its measured run leaves
