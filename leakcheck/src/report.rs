@@ -14,8 +14,10 @@ use std::path::PathBuf;
 
 /// Groups shown in the text report; the rest are summarised in one line.
 const SHOWN_GROUPS: usize = 10;
-/// Frames shown per group.
+/// Frames shown per group: at most this many, the allocation site and the frames nearest it
+/// first, then (of a longer stack) the last [`SHOWN_LAST_FRAMES`], which end at the test body.
 const SHOWN_FRAMES: usize = 16;
+const SHOWN_LAST_FRAMES: usize = 4;
 
 /// One resolved stack frame.
 ///
@@ -720,7 +722,21 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
 }
 
 pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
-    for (i, frame) in frames.iter().take(SHOWN_FRAMES).enumerate() {
+    // A deep stack (recursion, layers of helpers) keeps its ends: where the block was made and
+    // the test body that led there; the numbers say how many frames the gap holds.
+    let (first, last) = if frames.len() > SHOWN_FRAMES {
+        let first = SHOWN_FRAMES - SHOWN_LAST_FRAMES;
+        (first, frames.len() - SHOWN_LAST_FRAMES)
+    } else {
+        (frames.len(), frames.len())
+    };
+    for (i, frame) in frames.iter().enumerate() {
+        if i == first && last > first {
+            writeln!(f, "      ... {} more frames", last - first)?;
+        }
+        if i >= first && i < last {
+            continue;
+        }
         writeln!(
             f,
             "{i:>4}: {}",
@@ -736,9 +752,6 @@ pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt:
             }
             writeln!(f)?;
         }
-    }
-    if frames.len() > SHOWN_FRAMES {
-        writeln!(f, "      ... {} more frames", frames.len() - SHOWN_FRAMES)?;
     }
     Ok(())
 }
@@ -950,6 +963,36 @@ mod tests {
                 "{line} for {frames:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_deep_stack_shows_both_ends() {
+        struct Shown(Vec<Frame>);
+        impl fmt::Display for Shown {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_frames(f, &self.0)
+            }
+        }
+        let frames = |n: usize| {
+            (0..n)
+                .map(|i| frame(&format!("my_tests::level_{i}"), "tests/deep.rs"))
+                .collect::<Vec<_>>()
+        };
+        let text = Shown(frames(30)).to_string();
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("at "))
+            .collect();
+        let mut want: Vec<String> = (0..12)
+            .map(|i| format!("{i:>4}: my_tests::level_{i}"))
+            .collect();
+        want.push("      ... 14 more frames".into());
+        want.extend((26..30).map(|i| format!("{i:>4}: my_tests::level_{i}")));
+        assert_eq!(names, want, "{text}");
+        // Up to the limit, every frame.
+        let text = Shown(frames(SHOWN_FRAMES)).to_string();
+        assert!(!text.contains("more frames"), "{text}");
+        assert!(text.contains("  15: my_tests::level_15"), "{text}");
     }
 
     #[test]
