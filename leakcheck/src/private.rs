@@ -141,16 +141,16 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
             || !report.suppressions_used().is_empty()
             || report.has_notes()
         {
-            eprint!("{}", report.to_string());
+            eprint!("{}", report.text());
         }
         return;
     }
     match config.mode {
-        Mode::Fail if !meta.should_panic => fail(meta, &report.to_string()),
+        Mode::Fail if !meta.should_panic => fail(meta, &report.text()),
         // A `should_panic` test that returned fails already ("did not panic"); a panic here
         // would make it pass.
-        Mode::Fail => eprint!("{}", report.to_string()),
-        Mode::Warn => to_real_stderr(&report.to_string()),
+        Mode::Fail => eprint!("{}", report.text()),
+        Mode::Warn => to_real_stderr(&report.text()),
         Mode::Off => {}
     }
 }

@@ -822,25 +822,43 @@ impl Report {
         if self.is_clean() || self.groups.is_empty() {
             return Ok(());
         }
-        match self.stacks {
-            None => writeln!(
+        if self.stacks.is_none() {
+            writeln!(
                 f,
                 "note: stacks are off (LEAKCHECK_BACKTRACE=0): set LEAKCHECK_BACKTRACE=1 to see where these were allocated"
-            )?,
-            Some(Unwinder::FramePointers) => {}
-            Some(Unwinder::CachedCfi) => writeln!(
-                f,
-                "note: stacks came from DWARF unwind tables because frame pointers are missing; \
-                 for ~2x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
-            )?,
-            Some(_) => writeln!(
-                f,
-                "note: stacks came from the slow DWARF unwinder (libgcc) because frame pointers are missing; \
-                 for ~30x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
-            )?,
+            )?;
         }
         Ok(())
     }
+
+    /// How the stacks were taken, when that is worth advice: it is the same for every check of
+    /// the process, so it is not part of the report; [`process_note_once`] says it once.
+    fn stack_note(&self) -> Option<&'static str> {
+        if self.is_clean() || self.groups.is_empty() {
+            return None;
+        }
+        match self.stacks? {
+            Unwinder::FramePointers => None,
+            Unwinder::CachedCfi => Some(
+                "note: stacks came from DWARF unwind tables because frame pointers are missing; \
+                 for ~2x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml",
+            ),
+            Unwinder::Slow | Unwinder::Unknown => Some(
+                "note: stacks came from the slow DWARF unwinder (libgcc) because frame pointers are missing; \
+                 for ~30x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml",
+            ),
+        }
+    }
+}
+
+/// The note that holds for every check of the process (how stacks are taken, and how to make
+/// that cheaper), for the first printed report it applies to; `None` for every later one: a
+/// suite with many leaks said it under every report.
+pub(crate) fn process_note_once(report: &Report) -> Option<&'static str> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let note = report.stack_note()?;
+    (!SAID.swap(true, Ordering::Relaxed)).then_some(note)
 }
 
 // ---- accessors for sessions and the JSON/DHAT output ----
