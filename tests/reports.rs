@@ -6,7 +6,8 @@
 //!   test's name, also for a test in a `#[leakcheck] mod`), and prints no backtrace, so no frame
 //!   of leakcheck's, whatever `RUST_BACKTRACE` says;
 //! - a report shows the allocation site and the test body, without std's frames between the
-//!   user's (`catch_unwind`'s, a panic's), also when the stack is deeper than a report prints;
+//!   user's (`catch_unwind`'s, a panic's), also when the stack is deeper than a report prints,
+//!   and deeper than a capture keeps whole;
 //! - the note on how stacks were taken comes once per process, not once per report;
 //! - leaks made while a panic is handled, by a `Display` of the panic message and by a `Drop`
 //!   during unwinding, fail their tests with their `file:line:column`, while std's panic hook
@@ -52,6 +53,12 @@ const LEAKS: &[Leak] = &[
         first_frame: "reports::deep",
         site: "vec![0u8; bytes]",
         bytes: "1,113",
+    },
+    Leak {
+        name: "very_deep_leak",
+        first_frame: "reports::deep",
+        site: "vec![0u8; bytes]",
+        bytes: "1,116",
     },
     Leak {
         name: "leak_in_drop_while_unwinding",
@@ -169,11 +176,11 @@ fn check_leak(run: &Run, label: &str, leak: &Leak, text: &str, short_backtraces:
     }
 }
 
-/// The deep test's report: both ends of the stack, the gap counted.
-fn check_deep(run: &Run, label: &str, text: &str) {
+/// A deep test's report: both ends of the stack, the gap counted. `call` marks where the test
+/// body calls into the recursion, `depth` is how deep it goes.
+fn check_deep(run: &Run, label: &str, text: &str, test: &str, call: &str, depth: usize) {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let context =
-        |what: &str| format!("{label}: the deep stack: {what}\n---- its output ----\n{text}");
+    let context = |what: &str| format!("{label}: `{test}`: {what}\n---- its output ----\n{text}");
     run.check(
         lines
             .iter()
@@ -185,16 +192,42 @@ fn check_deep(run: &Run, label: &str, text: &str) {
         lines.iter().filter(|l| **l == recursion).count() >= 2,
         &context(&format!("the recursion's frames (`{recursion}`) must show")),
     );
-    let call = format!(
-        "at {}",
-        fixture().site(FILE, "std::panic::catch_unwind(|| deep(24, 1113))")
-    );
-    let body = lines
-        .iter()
-        .rposition(|l| l.ends_with(": reports::deep_leak_inside_catch_unwind::{{closure}}"));
+    let call = format!("at {}", fixture().site(FILE, call));
+    let body_frame = format!(": reports::{test}::{{{{closure}}}}");
+    let body = lines.iter().rposition(|l| l.ends_with(&body_frame));
     run.check(
         body.is_some_and(|i| lines.get(i + 1) == Some(&call.as_str())),
         &context(&format!("the test body's frame must be at {call}")),
+    );
+    // Frames are numbered by depth: the body is below every level of the recursion.
+    let number = body
+        .and_then(|i| lines[i].split_once(':'))
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    run.check(
+        number.is_some_and(|n| n > depth),
+        &context(&format!(
+            "the test body's frame must be numbered past {depth}"
+        )),
+    );
+}
+
+/// Both deep tests.
+fn check_deep_tests(run: &Run, label: &str, section: impl Fn(&str) -> String) {
+    check_deep(
+        run,
+        label,
+        &section("deep_leak_inside_catch_unwind"),
+        "deep_leak_inside_catch_unwind",
+        "std::panic::catch_unwind(|| deep(24, 1113))",
+        24,
+    );
+    check_deep(
+        run,
+        label,
+        &section("very_deep_leak"),
+        "very_deep_leak",
+        "deep(150, 1116)",
+        150,
     );
 }
 
@@ -234,12 +267,8 @@ fn check_cargo_test(backtrace: Option<&str>) {
         let text = parsed.section(leak.name);
         check_leak(&run, &label, leak, text, backtrace == Some("1"));
     }
-    check_deep(
-        &run,
-        &label,
-        parsed.section("deep_leak_inside_catch_unwind"),
-    );
-    // One process, five reports with stacks: the note once.
+    check_deep_tests(&run, &label, |name| parsed.section(name).to_owned());
+    // One process, six reports with stacks: the note once.
     let notes = run.output().matches(STACK_NOTE).count();
     let want = usize::from(!environment_has_frame_pointers());
     run.check(
@@ -281,9 +310,5 @@ fn nextest_failures_are_located_at_the_test_without_backtraces() {
         let text = parsed.test(leak.name).stderr();
         check_leak(&run, label, leak, &text, true);
     }
-    check_deep(
-        &run,
-        label,
-        &parsed.test("deep_leak_inside_catch_unwind").stderr(),
-    );
+    check_deep_tests(&run, label, |name| parsed.test(name).stderr());
 }

@@ -221,7 +221,9 @@
 //! that called `Box::new`, `Vec::push` or `String::from`, and ends at the test body (shown as
 //! the test's `{{closure}}`, since the body runs in a closure). std's frames between your own
 //! (`catch_unwind`'s, a panic's, `FnOnce::call_once`) are left out; a stack of more than 16
-//! frames shows its first 12 and its last 4, with the count of those between.
+//! frames shows its first 12 and its last 4, with the count of those between, and frames are
+//! numbered by their depth (a recursion 500 deep ends at frame 500 or so, however much of it is
+//! shown).
 //!
 //! A failing test's report comes after `thread 'NAME' panicked at FILE:LINE:COLUMN:`, the
 //! position of the test's name (also for a test inside a `#[leakcheck] mod`), on stderr, where

@@ -45,7 +45,10 @@ pub struct Frame {
     pub line: Option<u32>,
     /// 1-based column.
     pub column: Option<u32>,
-    /// The return address this frame was resolved from.
+    /// The return address this frame was resolved from. A frame with neither function nor
+    /// file whose `address` is below 4096 stands for that many frames of a deep stack that were
+    /// not kept: a stack keeps its innermost frames (the allocation site) and its outermost
+    /// (the test body) whatever its depth.
     pub address: usize,
 }
 
@@ -114,7 +117,9 @@ impl LeakGroup {
     /// nor a dependency's when the user's code is on the stack (`^smallvec::SmallVec<A>::try_grow$`
     /// would hide every leak through that function). `None` when no frame qualifies.
     pub fn suppression(&self) -> Option<String> {
-        let qualifies = |frame: &&Frame| symbolize::owner(frame) == symbolize::Owner::User;
+        let qualifies = |frame: &&Frame| {
+            symbolize::owner(frame) == symbolize::Owner::User && !symbolize::is_gap(frame)
+        };
         let own_code = |frame: &&Frame| frame.file.as_ref().is_some_and(|file| file.is_relative());
         let frame = self
             .frames
@@ -723,23 +728,39 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
 
 pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
     // A deep stack (recursion, layers of helpers) keeps its ends: where the block was made and
-    // the test body that led there; the numbers say how many frames the gap holds.
+    // the test body that led there. Frames are numbered by depth, counting those a deep
+    // capture left out (a gap frame) and those not shown here.
     let (first, last) = if frames.len() > SHOWN_FRAMES {
         let first = SHOWN_FRAMES - SHOWN_LAST_FRAMES;
         (first, frames.len() - SHOWN_LAST_FRAMES)
     } else {
         (frames.len(), frames.len())
     };
+    let depth_of = |frame: &Frame| {
+        if symbolize::is_gap(frame) {
+            frame.address
+        } else {
+            1
+        }
+    };
+    let mut depth = 0;
     for (i, frame) in frames.iter().enumerate() {
         if i == first && last > first {
-            writeln!(f, "      ... {} more frames", last - first)?;
+            let hidden: usize = frames[first..last].iter().map(depth_of).sum();
+            writeln!(f, "      ... {hidden} more frames")?;
         }
+        let number = depth;
+        depth += depth_of(frame);
         if i >= first && i < last {
+            continue;
+        }
+        if symbolize::is_gap(frame) {
+            writeln!(f, "      ... {} more frames", frame.address)?;
             continue;
         }
         writeln!(
             f,
-            "{i:>4}: {}",
+            "{number:>4}: {}",
             frame.function.as_deref().unwrap_or("<unknown>")
         )?;
         if let Some(file) = &frame.file {
@@ -1011,6 +1032,23 @@ mod tests {
         let text = Shown(frames(SHOWN_FRAMES)).to_string();
         assert!(!text.contains("more frames"), "{text}");
         assert!(text.contains("  15: my_tests::level_15"), "{text}");
+        // A capture that left 500 frames out (a gap frame) numbers the frames after it by
+        // their depth, and counts the gap with the frames not shown.
+        let mut deep = frames(30);
+        deep[20] = Frame {
+            function: None,
+            file: None,
+            line: None,
+            column: None,
+            address: 500,
+        };
+        let text = Shown(deep.clone()).to_string();
+        assert!(text.contains("      ... 513 more frames\n"), "{text}");
+        assert!(text.contains(" 528: my_tests::level_29"), "{text}");
+        // Shown when it falls among the frames shown.
+        let text = Shown(deep[15..].to_vec()).to_string();
+        assert!(text.contains("      ... 500 more frames\n"), "{text}");
+        assert!(text.contains(" 513: my_tests::level_29"), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::raw::intern;
+use crate::raw::stack::GAP_LIMIT;
 use crate::report::Frame;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,11 @@ fn resolve_addresses(addresses: &[usize]) -> Vec<Frame> {
     let root = source_root();
     let mut frames = Vec::new();
     for &address in addresses {
+        if address < GAP_LIMIT {
+            // The count of frames a deep stack left out between its ends.
+            frames.push(unresolved(address));
+            continue;
+        }
         let before = frames.len();
         // `resolve` treats the address as a return address and looks up the call before it.
         backtrace::resolve(address as *mut core::ffi::c_void, |symbol| {
@@ -95,6 +101,12 @@ fn unresolved(address: usize) -> Frame {
         column: None,
         address,
     }
+}
+
+/// Whether `frame` stands for frames a deep stack left out (see `stack::Kept`); its
+/// `address` is how many.
+pub(crate) fn is_gap(frame: &Frame) -> bool {
+    frame.function.is_none() && frame.file.is_none() && frame.address < GAP_LIMIT
 }
 
 /// Paths inside the workspace are shown relative to it, as a person would type them.
@@ -336,7 +348,7 @@ pub(crate) fn user_frames(frames: &[Frame]) -> Vec<Frame> {
     if shown.iter().any(|f| owner(f) == Owner::User) {
         shown
             .into_iter()
-            .filter(|f| owner(f) == Owner::User)
+            .filter(|f| owner(f) == Owner::User || is_gap(f))
             .collect()
     } else {
         shown

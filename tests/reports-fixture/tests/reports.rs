@@ -1,7 +1,8 @@
 //! Checked tests whose failures the root package's `tests/reports.rs` reads: where a failure is
 //! located (a plain test, a test in a `#[leakcheck] mod`), what a report shows of a stack deeper
-//! than it prints in full, with std's `catch_unwind` inside, and that leaks made while a panic
-//! is handled (in a `Display` of the panic message, in a `Drop` while unwinding) are caught.
+//! than it prints in full (with std's `catch_unwind` inside) and of one deeper than a capture
+//! keeps whole, and that leaks made while a panic is handled (in a `Display` of the panic
+//! message, in a `Drop` while unwinding) are caught.
 //!
 //! Each leaking test leaks a byte count no other test uses; e2e finds the `file:line:column`
 //! each check expects by searching this file for text that occurs once (the marked comments and
@@ -55,6 +56,12 @@ fn deep(depth: usize, bytes: usize) -> usize {
 fn deep_leak_inside_catch_unwind() {
     let leaked = std::panic::catch_unwind(|| deep(24, 1113)); // call: deep_leak_inside_catch_unwind
     assert_eq!(leaked.ok(), Some(1113));
+}
+
+// Deeper than a capture keeps whole: its innermost and outermost frames are kept.
+#[leakcheck::test]
+fn very_deep_leak() {
+    assert_eq!(deep(150, 1116), 1116); // call: very_deep_leak
 }
 
 /// Leaks when dropped.
