@@ -73,6 +73,7 @@ fn checked(name: &'static str, body: fn()) {
             module_path: module_path!(),
             file: file!(),
             line: line!(),
+            column: column!(),
             should_panic: false,
             options: leakcheck::__private::Options::new(),
         },

@@ -234,8 +234,10 @@ fn expand_fn(args: &Args, func: ItemFn, test_above: bool) -> TokenStream {
 fn test_meta(private: &TokenStream, args: &Args, func: &ItemFn) -> TokenStream {
     let ident = &func.sig.ident;
     let fn_name = LitStr::new(&ident.unraw().to_string(), ident.span());
-    // `line!()` spanned at the name reports the line of the name, not of `#[leakcheck]`.
+    // Spanned at the name: the line and column of the name, where a failure is reported, not
+    // of `#[leakcheck]` (on a module, that can be a thousand lines above the test).
     let line = quote_spanned!(ident.span()=> ::core::line!());
+    let column = quote_spanned!(ident.span()=> ::core::column!());
     let should_panic = test_attr::should_panic(&func.attrs);
     // Mixed-site: the user's code cannot see or shadow this local.
     let options = Ident::new("options", Span::mixed_site());
@@ -259,6 +261,7 @@ fn test_meta(private: &TokenStream, args: &Args, func: &ItemFn) -> TokenStream {
             module_path: ::core::module_path!(),
             file: ::core::file!(),
             line: #line,
+            column: #column,
             should_panic: #should_panic,
             options: {
                 let #options = #private::Options::new();

@@ -152,7 +152,7 @@ impl<'c> Runner<'c> {
     /// Runs the body once inside the scope.
     pub(crate) fn run<R>(&mut self, body: &mut impl FnMut() -> R) -> R {
         self.scope.reset_stats();
-        let value = call_inside(&self.scope, body);
+        let value = __rust_begin_short_backtrace(&self.scope, body);
         self.stats = self.scope.stats();
         self.runs += 1;
         if self.check.repeat > 0 {
@@ -297,13 +297,17 @@ impl NoScan {
     }
 }
 
+/// Runs the body inside the scope. Named as libtest names the function that calls a test: std's
+/// short backtraces (`RUST_BACKTRACE=1`) of a panic in the body stop at a frame of that name,
+/// so they end at the test's code rather than run on through leakcheck's frames.
 #[inline(never)]
-fn call_inside<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
+fn __rust_begin_short_backtrace<R>(scope: &Scope, body: &mut impl FnMut() -> R) -> R {
     // Stacks captured in the body end at this frame: what lies above is the runner's.
     let marker = 0u8;
     let _below = CaptureLimit::below(std::hint::black_box(&marker));
     let _inside = scope.enter();
-    body()
+    // Used after the call, so the call is not a tail call that would drop this frame.
+    std::hint::black_box(body())
 }
 
 /// Whether each leftover block is lost or still reachable, by a conservative scan of the

@@ -233,6 +233,9 @@ fn install_panic_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if CAPTURING.with(Cell::get) {
+                // The harness's own work, as std's hook's is (`crate::panic_hook`): the payload
+                // (the user's `Display`s) was formatted before any hook ran.
+                let _untracked = crate::track::Block::new();
                 let message = panic_message(info);
                 PANIC.with(|panic| *panic.borrow_mut() = Some(message));
             } else {

@@ -180,6 +180,12 @@
 //! - one-time initialisation: blocks allocated while a `LazyLock`, `OnceLock`, `OnceCell`,
 //!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value.
 //!
+//! std's default panic hook runs untracked (on Linux, where leakcheck wraps it before `main`):
+//! a panic the test catches writes its message, and under `RUST_BACKTRACE=1` symbolises a
+//! backtrace, without cost to the check and without a report. The panic's message is
+//! formatted before the hook runs and unwinding starts after it, so a leak in a `Display` of
+//! the message or in a `Drop` that runs while unwinding still fails the test.
+//!
 //! - blocks still reachable at the end from a static or a thread-local, directly or through
 //!   other such blocks (a registry the test filled, a `thread_local!` cache): leakcheck scans
 //!   the statics of every loaded object and the test thread's TLS conservatively, like
@@ -214,8 +220,18 @@
 //! Leaks are grouped by allocation stack, largest group first, at most ten groups (then
 //! `... and N more`). Each stack starts at the first frame outside std and leakcheck, the line
 //! that called `Box::new`, `Vec::push` or `String::from`, and ends at the test body (shown as
-//! the test's `{{closure}}`, since the body runs in a closure). The report goes to stderr and
-//! into the panic message, so nextest's JUnit output keeps it.
+//! the test's `{{closure}}`, since the body runs in a closure). std's frames between your own
+//! (`catch_unwind`'s, a panic's, `FnOnce::call_once`) are left out; a stack of more than 16
+//! frames shows its first 12 and its last 4, with the count of those between, and frames are
+//! numbered by their depth (a recursion 500 deep ends at frame 500 or so, however much of it is
+//! shown).
+//!
+//! A failing test's report comes after `thread 'NAME' panicked at FILE:LINE:COLUMN:`, the
+//! position of the test's name (also for a test inside a `#[leakcheck] mod`), on stderr, where
+//! nextest's JUnit output keeps it. No backtrace follows, whatever `RUST_BACKTRACE` says: the
+//! test unwinds without running the panic hook, and the report already says where the leak
+//! was made. A note that holds for every test of the process (stacks taken without frame
+//! pointers) follows the first report only.
 //!
 //! # Report files
 //!
@@ -368,6 +384,7 @@ mod json;
 mod noise;
 mod options;
 mod output;
+mod panic_hook;
 #[allow(unsafe_code)]
 mod raw;
 mod report;

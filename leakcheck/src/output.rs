@@ -523,6 +523,22 @@ pub(crate) struct Shown {
     json: bool,
 }
 
+impl Shown {
+    /// The report as the test prints it, followed, for the first report of the process it
+    /// applies to, by the note that holds for the whole process (not in JSON, which says which
+    /// walker took the stacks in `stacks`).
+    pub(crate) fn text(&self) -> String {
+        let mut text = self.to_string();
+        if !self.json {
+            if let Some(note) = crate::report::process_note_once(&self.report) {
+                text.push_str(note);
+                text.push('\n');
+            }
+        }
+        text
+    }
+}
+
 impl core::ops::Deref for Shown {
     type Target = Report;
     fn deref(&self) -> &Report {
@@ -572,6 +588,9 @@ pub(crate) fn at_exit(report: &Report, program: &str) {
         eprintln!("{}", report.to_json());
     } else {
         eprint!("{report}");
+        if let Some(note) = crate::report::process_note_once(report) {
+            eprintln!("{note}");
+        }
     }
     if let Some(dir) = config::out_dir() {
         save(report, &dir, program);

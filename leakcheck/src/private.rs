@@ -16,8 +16,10 @@ pub struct TestMeta {
     pub module_path: &'static str,
     /// `file!()` at the test.
     pub file: &'static str,
-    /// `line!()` at the test.
+    /// `line!()` at the test's name.
     pub line: u32,
+    /// `column!()` at the test's name.
+    pub column: u32,
     /// The test has `#[should_panic]`.
     pub should_panic: bool,
     /// Options given in the attribute.
@@ -72,7 +74,6 @@ fn config() -> Result<Config, crate::config::ConfigError> {
 /// A check that cannot run fails the test. A panic cannot fail a `#[should_panic]` test (it
 /// would pass), so such a test prints the error and returns without running its body, and
 /// libtest fails it for not panicking.
-#[track_caller]
 fn cannot_check<R: Outcome>(meta: &TestMeta, error: &dyn core::fmt::Display) -> R {
     if meta.should_panic {
         if let Some(value) = R::without_running() {
@@ -80,7 +81,34 @@ fn cannot_check<R: Outcome>(meta: &TestMeta, error: &dyn core::fmt::Display) -> 
             return value;
         }
     }
-    panic!("{error}")
+    fail(meta, &error.to_string())
+}
+
+/// Fails the test with `text`, located at the test's name: the message is printed as std's panic
+/// hook prints one (`thread 'NAME' panicked at FILE:LINE:COLUMN:`, which nextest and IDEs look
+/// for), then the thread unwinds with `resume_unwind`, which runs no panic hook.
+///
+/// A `panic!` here would run the hook: under `RUST_BACKTRACE` every failure would end with a
+/// backtrace of leakcheck's own frames (this function, `run_test`) above the test function,
+/// and no frame of where the leak was made, which the report already shows. `#[track_caller]`
+/// moves the location, not the backtrace; nor can a hook be swapped for one test while other
+/// tests panic on other threads.
+///
+/// Under `leakcheck::harness` the message is the payload only: the harness prints a failed
+/// test's panic message itself, from the payload when no hook saw one.
+fn fail(meta: &TestMeta, text: &str) -> ! {
+    let thread = std::thread::current();
+    let message = format!(
+        "thread '{}' panicked at {}:{}:{}:\n{text}",
+        thread.name().unwrap_or("<unnamed>"),
+        meta.file,
+        meta.line,
+        meta.column
+    );
+    if !harness_owns_process() {
+        eprintln!("{message}");
+    }
+    std::panic::resume_unwind(Box::new(message))
 }
 
 /// The name libtest and nextest show for this test.
@@ -104,7 +132,6 @@ fn subject(meta: &TestMeta) -> String {
 }
 
 /// Fails the test for a leak, or only prints the report, as `LEAKCHECK` says.
-#[track_caller]
 fn verdict(config: &Config, meta: &TestMeta, report: Report) {
     // LEAKCHECK_OUT files for a failing test, and LEAKCHECK_FORMAT=json.
     let report = crate::output::for_verdict(config, report);
@@ -114,16 +141,16 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
             || !report.suppressions_used().is_empty()
             || report.has_notes()
         {
-            eprint!("{report}");
+            eprint!("{}", report.text());
         }
         return;
     }
     match config.mode {
-        Mode::Fail if !meta.should_panic => panic!("{report}"),
+        Mode::Fail if !meta.should_panic => fail(meta, &report.text()),
         // A `should_panic` test that returned fails already ("did not panic"); a panic here
         // would make it pass.
-        Mode::Fail => eprint!("{report}"),
-        Mode::Warn => to_real_stderr(&report),
+        Mode::Fail => eprint!("{}", report.text()),
+        Mode::Warn => to_real_stderr(&report.text()),
         Mode::Off => {}
     }
 }
@@ -131,14 +158,12 @@ fn verdict(config: &Config, meta: &TestMeta, report: Report) {
 /// Writes a warning's report to the process's stderr itself, past libtest's output capture
 /// (which takes `eprint!` and drops what a passing test printed): a warning must show in CI
 /// logs. Under nextest the runner still decides what a passing test's output shows.
-fn to_real_stderr(report: &impl std::fmt::Display) {
+fn to_real_stderr(text: &str) {
     use std::io::Write as _;
-    let text = format!("{report}");
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Runs a synchronous test body inside a check (`repeat + 1` times with `repeat`).
-#[track_caller]
 pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
     let config = match config() {
         Ok(config) => config,

@@ -14,8 +14,10 @@ use std::path::PathBuf;
 
 /// Groups shown in the text report; the rest are summarised in one line.
 const SHOWN_GROUPS: usize = 10;
-/// Frames shown per group.
+/// Frames shown per group: at most this many, the allocation site and the frames nearest it
+/// first, then (of a longer stack) the last [`SHOWN_LAST_FRAMES`], which end at the test body.
 const SHOWN_FRAMES: usize = 16;
+const SHOWN_LAST_FRAMES: usize = 4;
 
 /// One resolved stack frame.
 ///
@@ -43,7 +45,10 @@ pub struct Frame {
     pub line: Option<u32>,
     /// 1-based column.
     pub column: Option<u32>,
-    /// The return address this frame was resolved from.
+    /// The return address this frame was resolved from. A frame with neither function nor
+    /// file whose `address` is below 4096 stands for that many frames of a deep stack that were
+    /// not kept: a stack keeps its innermost frames (the allocation site) and its outermost
+    /// (the test body) whatever its depth.
     pub address: usize,
 }
 
@@ -112,7 +117,9 @@ impl LeakGroup {
     /// nor a dependency's when the user's code is on the stack (`^smallvec::SmallVec<A>::try_grow$`
     /// would hide every leak through that function). `None` when no frame qualifies.
     pub fn suppression(&self) -> Option<String> {
-        let qualifies = |frame: &&Frame| symbolize::owner(frame) == symbolize::Owner::User;
+        let qualifies = |frame: &&Frame| {
+            symbolize::owner(frame) == symbolize::Owner::User && !symbolize::is_gap(frame)
+        };
         let own_code = |frame: &&Frame| frame.file.as_ref().is_some_and(|file| file.is_relative());
         let frame = self
             .frames
@@ -720,10 +727,40 @@ fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -
 }
 
 pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt::Result {
-    for (i, frame) in frames.iter().take(SHOWN_FRAMES).enumerate() {
+    // A deep stack (recursion, layers of helpers) keeps its ends: where the block was made and
+    // the test body that led there. Frames are numbered by depth, counting those a deep
+    // capture left out (a gap frame) and those not shown here.
+    let (first, last) = if frames.len() > SHOWN_FRAMES {
+        let first = SHOWN_FRAMES - SHOWN_LAST_FRAMES;
+        (first, frames.len() - SHOWN_LAST_FRAMES)
+    } else {
+        (frames.len(), frames.len())
+    };
+    let depth_of = |frame: &Frame| {
+        if symbolize::is_gap(frame) {
+            frame.address
+        } else {
+            1
+        }
+    };
+    let mut depth = 0;
+    for (i, frame) in frames.iter().enumerate() {
+        if i == first && last > first {
+            let hidden: usize = frames[first..last].iter().map(depth_of).sum();
+            writeln!(f, "      ... {hidden} more frames")?;
+        }
+        let number = depth;
+        depth += depth_of(frame);
+        if i >= first && i < last {
+            continue;
+        }
+        if symbolize::is_gap(frame) {
+            writeln!(f, "      ... {} more frames", frame.address)?;
+            continue;
+        }
         writeln!(
             f,
-            "{i:>4}: {}",
+            "{number:>4}: {}",
             frame.function.as_deref().unwrap_or("<unknown>")
         )?;
         if let Some(file) = &frame.file {
@@ -736,9 +773,6 @@ pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt:
             }
             writeln!(f)?;
         }
-    }
-    if frames.len() > SHOWN_FRAMES {
-        writeln!(f, "      ... {} more frames", frames.len() - SHOWN_FRAMES)?;
     }
     Ok(())
 }
@@ -809,25 +843,43 @@ impl Report {
         if self.is_clean() || self.groups.is_empty() {
             return Ok(());
         }
-        match self.stacks {
-            None => writeln!(
+        if self.stacks.is_none() {
+            writeln!(
                 f,
                 "note: stacks are off (LEAKCHECK_BACKTRACE=0): set LEAKCHECK_BACKTRACE=1 to see where these were allocated"
-            )?,
-            Some(Unwinder::FramePointers) => {}
-            Some(Unwinder::CachedCfi) => writeln!(
-                f,
-                "note: stacks came from DWARF unwind tables because frame pointers are missing; \
-                 for ~2x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
-            )?,
-            Some(_) => writeln!(
-                f,
-                "note: stacks came from the slow DWARF unwinder (libgcc) because frame pointers are missing; \
-                 for ~30x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml"
-            )?,
+            )?;
         }
         Ok(())
     }
+
+    /// How the stacks were taken, when that is worth advice: it is the same for every check of
+    /// the process, so it is not part of the report; [`process_note_once`] says it once.
+    fn stack_note(&self) -> Option<&'static str> {
+        if self.is_clean() || self.groups.is_empty() {
+            return None;
+        }
+        match self.stacks? {
+            Unwinder::FramePointers => None,
+            Unwinder::CachedCfi => Some(
+                "note: stacks came from DWARF unwind tables because frame pointers are missing; \
+                 for ~2x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml",
+            ),
+            Unwinder::Slow | Unwinder::Unknown => Some(
+                "note: stacks came from the slow DWARF unwinder (libgcc) because frame pointers are missing; \
+                 for ~30x cheaper checks add `-C force-frame-pointers=yes` to `[build] rustflags` in .cargo/config.toml",
+            ),
+        }
+    }
+}
+
+/// The note that holds for every check of the process (how stacks are taken, and how to make
+/// that cheaper), for the first printed report it applies to; `None` for every later one: a
+/// suite with many leaks said it under every report.
+pub(crate) fn process_note_once(report: &Report) -> Option<&'static str> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let note = report.stack_note()?;
+    (!SAID.swap(true, Ordering::Relaxed)).then_some(note)
 }
 
 // ---- accessors for sessions and the JSON/DHAT output ----
@@ -950,6 +1002,53 @@ mod tests {
                 "{line} for {frames:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_deep_stack_shows_both_ends() {
+        struct Shown(Vec<Frame>);
+        impl fmt::Display for Shown {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_frames(f, &self.0)
+            }
+        }
+        let frames = |n: usize| {
+            (0..n)
+                .map(|i| frame(&format!("my_tests::level_{i}"), "tests/deep.rs"))
+                .collect::<Vec<_>>()
+        };
+        let text = Shown(frames(30)).to_string();
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("at "))
+            .collect();
+        let mut want: Vec<String> = (0..12)
+            .map(|i| format!("{i:>4}: my_tests::level_{i}"))
+            .collect();
+        want.push("      ... 14 more frames".into());
+        want.extend((26..30).map(|i| format!("{i:>4}: my_tests::level_{i}")));
+        assert_eq!(names, want, "{text}");
+        // Up to the limit, every frame.
+        let text = Shown(frames(SHOWN_FRAMES)).to_string();
+        assert!(!text.contains("more frames"), "{text}");
+        assert!(text.contains("  15: my_tests::level_15"), "{text}");
+        // A capture that left 500 frames out (a gap frame) numbers the frames after it by
+        // their depth, and counts the gap with the frames not shown.
+        let mut deep = frames(30);
+        deep[20] = Frame {
+            function: None,
+            file: None,
+            line: None,
+            column: None,
+            address: 500,
+        };
+        let text = Shown(deep.clone()).to_string();
+        assert!(text.contains("      ... 513 more frames\n"), "{text}");
+        assert!(text.contains(" 528: my_tests::level_29"), "{text}");
+        // Shown when it falls among the frames shown.
+        let text = Shown(deep[15..].to_vec()).to_string();
+        assert!(text.contains("      ... 500 more frames\n"), "{text}");
+        assert!(text.contains(" 513: my_tests::level_29"), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::raw::intern;
+use crate::raw::stack::GAP_LIMIT;
 use crate::report::Frame;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,11 @@ fn resolve_addresses(addresses: &[usize]) -> Vec<Frame> {
     let root = source_root();
     let mut frames = Vec::new();
     for &address in addresses {
+        if address < GAP_LIMIT {
+            // The count of frames a deep stack left out between its ends.
+            frames.push(unresolved(address));
+            continue;
+        }
         let before = frames.len();
         // `resolve` treats the address as a return address and looks up the call before it.
         backtrace::resolve(address as *mut core::ffi::c_void, |symbol| {
@@ -95,6 +101,12 @@ fn unresolved(address: usize) -> Frame {
         column: None,
         address,
     }
+}
+
+/// Whether `frame` stands for frames a deep stack left out (see `stack::Kept`); its
+/// `address` is how many.
+pub(crate) fn is_gap(frame: &Frame) -> bool {
+    frame.function.is_none() && frame.file.is_none() && frame.address < GAP_LIMIT
 }
 
 /// Paths inside the workspace are shown relative to it, as a person would type them.
@@ -144,19 +156,23 @@ pub(crate) fn owner(frame: &Frame) -> Owner {
     let file = file.as_ref();
     // Files decide first: with `debug = "line-tables-only"` (the usual release setting)
     // inlined frames carry short names such as `walk_slow` or `push`, but always their file.
-    const MACHINERY: &[&str] = &[
-        "leakcheck::",
-        "backtrace::",
-        "__rustc::",
+    const MACHINERY: &[&str] = &["leakcheck::", "backtrace::"];
+    // The allocator shims, with or without the `__rustc::` of newer toolchains; not every
+    // `__rustc::` symbol (`__rustc::rust_begin_unwind` is std's panic entry, which a leak made
+    // while formatting a panic message has on its stack, between the user's frames).
+    const ALLOCATOR_SHIMS: &[&str] = &[
         "__rust_alloc",
         "__rust_realloc",
         "__rust_dealloc",
+        "__rust_no_alloc_shim_is_unstable",
         "__rdl_",
         "__rg_",
     ];
+    let unprefixed = name.strip_prefix("__rustc::").unwrap_or(name);
     if in_leakcheck(file)
         || in_crate(file, "backtrace")
         || MACHINERY.iter().any(|p| name.starts_with(p))
+        || ALLOCATOR_SHIMS.iter().any(|p| unprefixed.starts_with(p))
     {
         return Owner::Machinery;
     }
@@ -180,6 +196,7 @@ pub(crate) fn owner(frame: &Frame) -> Owner {
         "alloc::",
         "hashbrown::",
         "panic_unwind::",
+        "__rustc::",
     ];
     if in_std(file)
         || STD.iter().any(|p| name.starts_with(p))
@@ -331,8 +348,24 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
 }
 
 /// The frames worth showing: from the first frame outside leakcheck and std (so the user's
-/// call site comes first) down to the test body, without the runner below it.
+/// call site comes first) down to the test body, without the runner below it, and without the
+/// frames of std between the user's (`catch_unwind`'s `do_call`, `FnOnce::call_once`, the
+/// panic machinery that formats a message, `drop_in_place`): how the user's code reached the
+/// user's code, which a reader skips, and which took the room of the test body's frame.
 pub(crate) fn user_frames(frames: &[Frame]) -> Vec<Frame> {
+    let shown = outer_user_frames(frames);
+    if shown.iter().any(|f| owner(f) == Owner::User) {
+        shown
+            .into_iter()
+            .filter(|f| owner(f) == Owner::User || is_gap(f))
+            .collect()
+    } else {
+        shown
+    }
+}
+
+/// [`user_frames`] with std's frames between the user's still in.
+fn outer_user_frames(frames: &[Frame]) -> Vec<Frame> {
     let start = frames
         .iter()
         .position(|f| owner(f) == Owner::User)
@@ -418,8 +451,50 @@ mod tests {
             names,
             [
                 "my_crate::cache::Cache::insert",
-                "core::ops::function::FnOnce::call_once",
                 "config::parses_config::{{closure}}"
+            ]
+        );
+    }
+
+    #[test]
+    fn std_between_the_user_s_frames_is_folded_away() {
+        // A leak in a `Display` that formats a panic message, inside `catch_unwind`.
+        let names = shown(&[
+            "leakcheck::track::record",
+            "__rustc::__rust_alloc",
+            "alloc::raw_vec::RawVecInner<A>::finish_grow",
+            "<my_tests::Shown as core::fmt::Display>::fmt",
+            "core::fmt::write",
+            "std::panicking::begin_panic_handler::{{closure}}",
+            "std::sys::backtrace::__rust_end_short_backtrace",
+            "__rustc::rust_begin_unwind",
+            "core::panicking::panic_fmt",
+            "my_tests::panics::{{closure}}::{{closure}}",
+            "std::panicking::catch_unwind::do_call",
+            "__rust_try",
+            "std::panicking::catch_unwind",
+            "std::panic::catch_unwind",
+            "my_tests::panics::{{closure}}",
+            "leakcheck::__private::run_test",
+        ]);
+        assert_eq!(
+            names,
+            [
+                "<my_tests::Shown as core::fmt::Display>::fmt",
+                "my_tests::panics::{{closure}}::{{closure}}",
+                "my_tests::panics::{{closure}}",
+            ]
+        );
+        // Only std on the stack: what there is stays.
+        assert_eq!(
+            shown(&[
+                "__rustc::__rust_alloc",
+                "alloc::vec::Vec<T>::push",
+                "std::io::stdio::print_to_buffer_if_capture_used",
+            ]),
+            [
+                "alloc::vec::Vec<T>::push",
+                "std::io::stdio::print_to_buffer_if_capture_used"
             ]
         );
     }

@@ -29,6 +29,7 @@ static AT_START: extern "C" fn() = at_start;
 #[cfg(target_os = "linux")]
 extern "C" fn at_start() {
     crate::output::mark_epoch();
+    crate::panic_hook::wrap_default();
     crate::session::start_at_exit();
 }
 

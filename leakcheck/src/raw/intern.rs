@@ -11,8 +11,9 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 
-/// Deepest stack recorded; deeper stacks keep their innermost frames. Async tests need the
-/// depth: a tokio runtime puts some 30 frames between the test body and an allocation.
+/// Entries of a recorded stack; a deeper stack keeps its innermost and outermost frames and a
+/// count of those between (`stack::Kept`). Async tests need the depth: a tokio runtime puts
+/// some 30 frames between the test body and an allocation.
 pub(crate) const MAX_FRAMES: usize = 64;
 
 #[derive(Clone, Copy)]

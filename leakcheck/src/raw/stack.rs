@@ -105,6 +105,67 @@ fn capture_limit() -> usize {
     }
 }
 
+/// Return addresses below this are gap markers (see [`Kept`]): no code is mapped in the
+/// lowest page.
+pub(crate) const GAP_LIMIT: usize = 4096;
+/// Of a stack deeper than [`MAX_FRAMES`], the outermost frames kept: the test body's among
+/// them (the walk ends at the check's own frame).
+const TAIL_FRAMES: usize = 8;
+/// ... and the innermost: the allocation site and its callers.
+const HEAD_FRAMES: usize = MAX_FRAMES - TAIL_FRAMES - 1;
+/// The slots from [`HEAD_FRAMES`] on, a ring while the walk goes deeper.
+const RING: usize = MAX_FRAMES - HEAD_FRAMES;
+/// Frames walked at most, so that the count of those skipped stays a gap marker.
+const MAX_WALK: usize = HEAD_FRAMES + TAIL_FRAMES + GAP_LIMIT - 1;
+
+/// Where a walk keeps the return addresses it reads, innermost first. A stack that fits is
+/// kept whole. Of a deeper one (recursion, layers of generic code in a debug build) the walk
+/// goes on to the end, keeping the first [`HEAD_FRAMES`] and the last [`TAIL_FRAMES`] with,
+/// between them, one marker: the number of frames left out (below [`GAP_LIMIT`]). Cutting at the
+/// buffer's end instead lost the outermost frames, the test body's, which a report ends at.
+pub(crate) struct Kept<'a> {
+    buf: &'a mut [usize; MAX_FRAMES],
+    /// Return addresses pushed so far.
+    seen: usize,
+}
+
+impl<'a> Kept<'a> {
+    #[inline(always)]
+    pub(crate) fn new(buf: &'a mut [usize; MAX_FRAMES]) -> Kept<'a> {
+        Kept { buf, seen: 0 }
+    }
+
+    /// Keeps the next (outer) return address; false when the walk must stop here.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, ret: usize) -> bool {
+        let slot = if self.seen < HEAD_FRAMES {
+            self.seen
+        } else {
+            HEAD_FRAMES + (self.seen - HEAD_FRAMES) % RING
+        };
+        // Always in bounds; `get_mut` keeps a panic path out of the allocator.
+        if let Some(slot) = self.buf.get_mut(slot) {
+            *slot = ret;
+        }
+        self.seen += 1;
+        self.seen < MAX_WALK
+    }
+
+    /// The number of entries of the buffer that hold the capture, in order.
+    #[inline(always)]
+    pub(crate) fn finish(self) -> usize {
+        if self.seen <= MAX_FRAMES {
+            return self.seen;
+        }
+        // The ring holds the last RING frames, the oldest where the next would have gone.
+        let ring = &mut self.buf[HEAD_FRAMES..];
+        ring.rotate_left((self.seen - HEAD_FRAMES) % RING);
+        // Its oldest gives way to the marker: TAIL_FRAMES stay.
+        ring[0] = self.seen - HEAD_FRAMES - TAIL_FRAMES;
+        MAX_FRAMES
+    }
+}
+
 /// Captures the current stack and interns it; returns its id (0 when the stack store is full).
 /// Frames whose return address is stored below `from` (a stack address in the recording
 /// function: leakcheck's own frames under it) are walked through but not kept, so that neither
@@ -156,7 +217,8 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES], from: usize) -> usize {
 #[inline(never)]
 fn walk_slow(buf: &mut [usize; MAX_FRAMES], from: usize, limit: usize) -> usize {
     const WORD: usize = core::mem::size_of::<usize>();
-    let mut n = 0;
+    let mut kept = Kept::new(buf);
+    let mut more = true;
     // SAFETY: `trace_unsynchronized` requires that no other thread runs it or
     // `backtrace::trace` concurrently in a way that is unsafe for the platform unwinder; on the
     // platforms we walk (libgcc's `_Unwind_Backtrace`) the unwinder is thread-safe, and the
@@ -173,13 +235,12 @@ fn walk_slow(buf: &mut [usize; MAX_FRAMES], from: usize, limit: usize) -> usize 
                 return false;
             }
             if slot.is_none_or(|slot| slot >= from) {
-                buf[n] = ip;
-                n += 1;
+                more = kept.push(ip);
             }
-            n < MAX_FRAMES
+            more
         });
     }
-    n
+    kept.finish()
 }
 
 #[cfg(all(
@@ -273,8 +334,8 @@ mod frame_pointers {
             }
             fp = next;
         }
-        let mut n = 0;
-        for slot in buf.iter_mut() {
+        let mut kept = Kept::new(buf);
+        loop {
             if fp > last || !fp.is_multiple_of(word) {
                 break;
             }
@@ -284,14 +345,12 @@ mod frame_pointers {
             if ret == 0 {
                 break;
             }
-            *slot = ret;
-            n += 1;
-            if next <= fp {
+            if !kept.push(ret) || next <= fp {
                 break;
             }
             fp = next;
         }
-        n
+        kept.finish()
     }
 }
 
@@ -403,16 +462,27 @@ fn frame_walks_agree(fast: &[usize], slow: &[usize]) -> bool {
     if p == 0 || slow[p - 1].abs_diff(fast[0]) > SAME_FUNCTION {
         return false;
     }
-    let callers = &fast[1..];
-    let slow_callers = &slow[p..];
+    // Up to a deep capture's gap marker, whose count differs by where each walk started.
+    let callers = before_gap(&fast[1..]);
+    let slow_callers = before_gap(&slow[p..]);
     let checked = callers.len().min(slow_callers.len());
     checked >= MIN_CHECKED.min(slow_callers.len()) && callers[..checked] == slow_callers[..checked]
 }
 
+/// The frames of a capture up to its gap marker (see [`Kept`]), all of them if it has none.
+fn before_gap(frames: &[usize]) -> &[usize] {
+    let end = frames
+        .iter()
+        .position(|&ret| ret < GAP_LIMIT)
+        .unwrap_or(frames.len());
+    &frames[..end]
+}
+
 /// Like [`frame_walks_agree`], but every caller must match, and both walks must end at the
-/// same frame unless one of them was cut at [`MAX_FRAMES`].
+/// same frame. Of a stack deeper than [`MAX_FRAMES`] (see [`Kept`]) the innermost frames kept
+/// must match as far as both go (the walks start a few frames apart, so one keeps fewer of
+/// the callers and counts more in its gap) and the outermost ones exactly.
 fn cached_walk_agrees(cached: &[usize], slow: &[usize]) -> bool {
-    let truncated = slow.len() == MAX_FRAMES;
     if !frame_walks_agree(cached, slow) {
         return false;
     }
@@ -420,17 +490,76 @@ fn cached_walk_agrees(cached: &[usize], slow: &[usize]) -> bool {
         return false;
     };
     let (callers, slow_callers) = (&cached[1..], &slow[p..]);
-    if cached.len() == MAX_FRAMES || truncated {
-        let common = callers.len().min(slow_callers.len());
-        callers[..common] == slow_callers[..common]
-    } else {
-        callers == slow_callers
+    let split = |frames: &[usize]| -> (usize, Option<usize>) {
+        let gap = frames.iter().position(|&ret| ret < GAP_LIMIT);
+        (gap.unwrap_or(frames.len()), gap)
+    };
+    match (split(callers), split(slow_callers)) {
+        ((_, None), (_, None)) => callers == slow_callers,
+        ((head, gap), (slow_head, slow_gap)) => {
+            let common = head.min(slow_head);
+            let tails_agree = match (gap, slow_gap) {
+                (Some(gap), Some(slow_gap)) => callers[gap + 1..] == slow_callers[slow_gap + 1..],
+                // One walk just fits: its end cannot be told from the other's gap.
+                _ => true,
+            };
+            callers[..common] == slow_callers[..common] && tails_agree
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a capture keeps of a walk through `depth` frames with made-up return addresses.
+    fn capture_of(depth: usize) -> Vec<usize> {
+        let mut buf = [0; MAX_FRAMES];
+        let mut kept = Kept::new(&mut buf);
+        for i in 0..depth {
+            if !kept.push(0x10000 + i) {
+                break;
+            }
+        }
+        let n = kept.finish();
+        buf[..n].to_vec()
+    }
+
+    fn frames_in(range: std::ops::Range<usize>) -> Vec<usize> {
+        range.map(|i| 0x10000 + i).collect()
+    }
+
+    #[test]
+    fn a_deep_capture_keeps_both_ends_and_counts_the_gap() {
+        assert_eq!(capture_of(5), frames_in(0..5));
+        assert_eq!(capture_of(MAX_FRAMES), frames_in(0..MAX_FRAMES));
+        for depth in [MAX_FRAMES + 1, MAX_FRAMES + 7, 1000] {
+            let kept = capture_of(depth);
+            assert_eq!(kept.len(), MAX_FRAMES, "{depth}");
+            assert_eq!(
+                kept[..HEAD_FRAMES],
+                frames_in(0..HEAD_FRAMES)[..],
+                "{depth}"
+            );
+            assert_eq!(
+                kept[HEAD_FRAMES],
+                depth - HEAD_FRAMES - TAIL_FRAMES,
+                "{depth}"
+            );
+            assert_eq!(
+                kept[HEAD_FRAMES + 1..],
+                frames_in(depth - TAIL_FRAMES..depth)[..],
+                "{depth}"
+            );
+        }
+        // The walk stops while the count of the frames left out is still a marker.
+        let longest = capture_of(100_000);
+        assert_eq!(longest[HEAD_FRAMES], GAP_LIMIT - 1);
+        assert_eq!(
+            longest[HEAD_FRAMES + 1..],
+            frames_in(MAX_WALK - TAIL_FRAMES..MAX_WALK)[..]
+        );
+    }
 
     #[test]
     fn agreement_requires_the_same_callers() {
@@ -642,6 +771,32 @@ mod tests {
             *slow.last().unwrap(),
             "the_slow_walk_keeps_the_frames_the_fast_walk_keeps",
         );
+        assert!(found, "last frame kept is in {names:?}");
+    }
+
+    /// Deeper than a capture holds: every walker keeps the same innermost frames, the same
+    /// count of those left out, and the same outermost frames, ending in this test.
+    #[test]
+    fn deep_walks_keep_both_ends_alike() {
+        let marker = 0u8;
+        let _limit = CaptureLimit::below(std::hint::black_box(&marker));
+        let (mut trusted, mut slow) = (None, None);
+        nest(100, &mut || {
+            trusted = walk_from_here(false);
+            slow = walk_from_here(true);
+        });
+        let (Some(trusted), Some(slow)) = (trusted, slow) else {
+            eprintln!("note: no fast walker on this target");
+            return;
+        };
+        assert_eq!(slow.len(), MAX_FRAMES, "{slow:x?}");
+        assert_eq!(
+            slow[HEAD_FRAMES],
+            101 + 2 - HEAD_FRAMES - TAIL_FRAMES,
+            "{slow:x?}"
+        );
+        assert_eq!(trusted[1..], slow[1..], "fast {trusted:x?}\nslow {slow:x?}");
+        let (found, names) = is_in(*slow.last().unwrap(), "deep_walks_keep_both_ends_alike");
         assert!(found, "last frame kept is in {names:?}");
     }
 }

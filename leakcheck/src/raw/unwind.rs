@@ -64,7 +64,7 @@ pub(crate) fn walk(
     // address - 1, inside the call instruction (the return address may already belong to the
     // next function or to another row).
     let mut lookup = pc;
-    let mut n = 0;
+    let mut kept = super::Kept::new(buf);
     // The loop works on the packed rule (see `pack`) and keeps one invariant: `sp` is a word
     // boundary inside [low, high). Each frame then needs three comparisons on the CFA, and
     // none on the return address's slot, which lies in [sp, CFA).
@@ -76,7 +76,7 @@ pub(crate) fn walk(
                 word = step_word_uncached(lookup);
             }
             if word & FRAME == 0 {
-                return (word == END).then_some(n);
+                return (word == END).then(|| kept.finish());
             }
         }
         let base = if word & CFA_FROM_RBP != 0 { bp } else { sp };
@@ -87,7 +87,7 @@ pub(crate) fn walk(
         }
         let ret_slot = cfa - WORD;
         if ret_slot >= limit {
-            return Some(n);
+            return Some(kept.finish());
         }
         // SAFETY: `sp` and `cfa` are word boundaries with low <= sp < cfa <= high, so the
         // word [cfa - 8, cfa) lies inside this thread's stack, which is mapped while it runs.
@@ -105,14 +105,10 @@ pub(crate) fn walk(
         }
         sp = cfa;
         if ret == 0 {
-            return Some(n);
+            return Some(kept.finish());
         }
-        if ret_slot >= from {
-            buf[n] = ret;
-            n += 1;
-            if n == MAX_FRAMES {
-                return Some(n);
-            }
+        if ret_slot >= from && !kept.push(ret) {
+            return Some(kept.finish());
         }
         lookup = ret - 1;
     }
@@ -683,9 +679,14 @@ mod tests {
     }
 
     #[test]
-    fn matches_libgcc_up_to_the_depth_cap() {
+    fn matches_libgcc_on_a_stack_deeper_than_a_capture_keeps() {
         let (cached, slow) = walks_after(100);
         assert_eq!(cached.len(), MAX_FRAMES);
+        // Both ends kept, the frames between counted (see `stack::Kept`).
+        assert!(
+            cached.iter().any(|&ret| ret < super::super::GAP_LIMIT),
+            "{cached:x?}"
+        );
         assert_same_frames(&cached, &slow);
     }
 

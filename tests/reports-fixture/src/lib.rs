@@ -1,0 +1,1 @@
+//! Nothing: the fixture's tests are in `tests/reports.rs`.
