@@ -352,6 +352,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod all_tests;
 mod check;
 mod config;
 // Not `stats`: without the feature, a call to `leakcheck::stats()` must find nothing by that
