@@ -69,6 +69,7 @@ const FAILING_IN_TEST: &[&str] = &["annotated_leaking", "fails_without_leaking"]
 const CLEAN: &[&str] = &[
     "allocates_and_frees",
     "annotated_within_allowance",
+    "forks_a_child_that_exits",
     "initialises_lazies",
     "panics_and_catches",
     "prints",

@@ -63,6 +63,17 @@ thread_local! {
     static THIS_THREAD: Cell<u32> = const { Cell::new(0) };
 }
 
+/// Set in a child process forked from a test: the tests are the parent's to report.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Called in a freshly forked child (single-threaded, before `fork` returns): the child
+/// starts no test and reports none. Its exit (a test's helper process calling `exit`) must not
+/// print the parent's pending reports or change the child's exit status.
+pub(crate) fn forked() {
+    FORKED.store(true, Ordering::Relaxed);
+    ENABLED.store(false, Ordering::Relaxed);
+}
+
 /// Whether test threads are checked (`LEAKCHECK_ALL_TESTS=1`, and not `LEAKCHECK=off`).
 pub(crate) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
@@ -165,6 +176,12 @@ static CANNOT_CHECK: AtomicBool = AtomicBool::new(false);
 /// This thread's name, if it is a test's: libtest and nextest name test threads after the
 /// test; under nextest the name is also in `NEXTEST_TEST_NAME`, and a thread named otherwise
 /// is not the test's.
+///
+/// Called inside the `pthread_setname_np` std makes when it starts a named thread. std installs
+/// the thread's handle first and then names the OS thread (Rust 1.88 and 1.95 do, both run
+/// against the end-to-end fixture), so `thread::current()` returns that handle. A std that named
+/// the thread first would have this call create a handle of its own, and std's installation of
+/// the real one after it would abort the process.
 fn test_name() -> Option<String> {
     let name = std::thread::current().name()?.to_owned();
     if name == "main" {
@@ -222,6 +239,9 @@ pub(crate) fn test_thread_exited(token: u32) {
 /// under `LEAKCHECK=warn`).
 pub(crate) fn finish() {
     let outcome = std::panic::catch_unwind(|| {
+        if FORKED.load(Ordering::Relaxed) {
+            return false;
+        }
         let _blocked = crate::track::Block::new();
         let Some(config) = CONFIG.get() else {
             return false;

@@ -62,6 +62,7 @@ pub(crate) fn prepare_for_fork() {
             crate::counters::recover_after_fork();
             intern::recover_after_fork();
             crate::symbolize::forked();
+            crate::all_tests::forked();
         }
         REGISTERED.call_once(|| {
             // SAFETY: `in_child` is a plain `extern "C" fn` that only touches leakcheck's own

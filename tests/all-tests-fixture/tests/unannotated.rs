@@ -130,6 +130,27 @@ fn should_panic_clean() {
     panic!("expected panic after {}", v.len());
 }
 
+// A child forked from a test (here after earlier tests left blocks for the end of the run) is
+// not the test runner: its exit reports nothing and keeps its own status. `libc::exit` runs the
+// exit hooks without std's stdout lock, which another thread may have held at the fork.
+#[test]
+fn forks_a_child_that_exits() {
+    // SAFETY: the child calls only `exit`, as a forked child of a threaded process may.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: ends the child, running its exit hooks.
+        unsafe { libc::exit(7) };
+    }
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is valid for writes.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7,
+        "the child's status must be its own: {status:#x}"
+    );
+}
+
 // Fails, and leaks nothing: its failure is libtest's, with no leak report.
 #[test]
 fn fails_without_leaking() {
