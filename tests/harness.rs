@@ -340,3 +340,33 @@ fn nextest_lists_and_runs_the_target_with_the_same_verdicts() {
         );
     }
 }
+
+// ---- LEAKCHECK_ALL_TESTS ----
+
+#[test]
+fn all_tests_mode_keeps_each_attributes_verdict() {
+    // Every test the harness runs carries `#[leakcheck]`: under LEAKCHECK_ALL_TESTS=1 its thread
+    // is recognised as a test's, and the attribute's check takes it over, so the verdicts, the
+    // reports and the exit status are the attribute's alone.
+    let run = fixture().run_test(
+        &checked_exe(),
+        &["--test-threads=4"],
+        &[("LEAKCHECK_ALL_TESTS", "1")],
+    );
+    run.check(
+        run.code() == Some(101),
+        "libtest's exit status on failure is 101, not the whole-test mode's 23",
+    );
+    let parsed = parse_libtest(&run.stdout);
+    let passed = parsed.with(Verdict::Ok);
+    let want: BTreeSet<String> = PASSING.iter().map(|name| name.to_string()).collect();
+    run.check(
+        passed == want,
+        &format!("passing: {passed:?}, want {want:?}"),
+    );
+    check_failures(&run, &parsed);
+    run.check(
+        !run.stderr.contains("LEAKCHECK_ALL_TESTS=1"),
+        "no test is judged again at the end",
+    );
+}

@@ -37,7 +37,7 @@ impl fmt::Display for StartError {
                  \n    #[global_allocator]\n    static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();\n",
             ),
             StartError::TooManyChecks => f.write_str(
-                "leakcheck: more than 126 checks are running at once in this process; \
+                "leakcheck: more than 125 checks are running at once in this process; \
                  run fewer tests in parallel (--test-threads) or use cargo-nextest",
             ),
             StartError::Suppressions(error) => error.fmt(f),
@@ -149,6 +149,17 @@ impl<'c> Runner<'c> {
         seen
     }
 
+    /// Makes the rest of this thread's life the checked body (`LEAKCHECK_ALL_TESTS`: a test's
+    /// thread, from when it is named until it exits), until [`Runner::leave`].
+    pub(crate) fn enter_for_good(&self) {
+        self.scope.enter_for_good();
+    }
+
+    /// Ends [`Runner::enter_for_good`] on this thread.
+    pub(crate) fn leave(&self) {
+        self.scope.leave();
+    }
+
     /// Runs the body once inside the scope.
     pub(crate) fn run<R>(&mut self, body: &mut impl FnMut() -> R) -> R {
         self.scope.reset_stats();
@@ -183,6 +194,52 @@ impl<'c> Runner<'c> {
 
     /// Disarms the scope and judges what is still live.
     pub(crate) fn finish(self) -> Report {
+        let (judged, finished) = self.judge();
+        let report = judged.report();
+        settle(finished, &judged.records, &judged.kinds);
+        report
+    }
+
+    /// Disarms the scope and sorts what is still live into reachable and lost; the report
+    /// waits for the end of the process (`LEAKCHECK_ALL_TESTS`). The reachable blocks settle as
+    /// after any check; the lost ones stay in the table under [`track::PENDING_TAG`], so that
+    /// whatever frees them before the end (the test runner's own blocks, made on the test's
+    /// thread after the body) takes them out of the report ([`Judged::keep_pending`]).
+    pub(crate) fn finish_pending(self, pending: &std::sync::Mutex<Vec<Judged<'c>>>) {
+        let (mut judged, finished) = self.judge();
+        let reachable: Vec<usize> = judged
+            .records
+            .iter()
+            .zip(&judged.kinds)
+            .filter(|(_, kind)| **kind == Kind::Reachable)
+            .map(|(record, _)| record.addr)
+            .collect();
+        let lost: Vec<usize> = judged
+            .records
+            .iter()
+            .zip(&judged.kinds)
+            .filter(|(_, kind)| **kind != Kind::Reachable)
+            .map(|(record, _)| record.addr)
+            .collect();
+        // Moving the blocks and listing them happen under one lock: once a block is moved, its
+        // address can be freed and given to a later check's lost block, and the list's order
+        // must say which claim came last.
+        let mut list = pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut moved = finished.settle_pending(reachable, &lost).into_iter();
+        // Only the lost blocks that are waiting now count at the end; reachable ones never do.
+        let keep: Vec<bool> = judged
+            .kinds
+            .iter()
+            .map(|kind| *kind != Kind::Reachable && moved.next().unwrap_or(false))
+            .collect();
+        judged.retain(&keep);
+        if !judged.records.is_empty() {
+            list.push(judged);
+        }
+    }
+
+    /// Disarms the scope and classifies its leftover blocks.
+    fn judge(self) -> (Judged<'c>, track::Finished) {
         let warmed_up = self.warms_up();
         let Runner {
             check,
@@ -229,22 +286,84 @@ impl<'c> Runner<'c> {
             .filter(|(record, kind)| *kind == Kind::Reachable || finished.still_live(record))
             .map(|(record, kind)| (*record, kind))
             .unzip();
-        let report = Report::build(ReportInput {
+        let judged = Judged {
+            check,
             subject,
-            records: &records,
-            kinds: &kinds,
             stacks,
+            rules,
+            records,
+            kinds,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
             stackless: track::stackless_so_far().saturating_sub(stackless_before),
             without_scan: without_scan.map(|reason| (reason.explain(), warmed_up)),
-            check,
             stats,
             growth,
-            rules,
             resources,
-        });
-        settle(finished, &records, &kinds);
-        report
+        };
+        (judged, finished)
+    }
+}
+
+/// A finished check's verdict on each leftover block, from which its report is made.
+pub(crate) struct Judged<'c> {
+    check: &'c Check,
+    subject: String,
+    stacks: Option<Unwinder>,
+    rules: &'static [suppress::Rule],
+    records: Vec<Record>,
+    kinds: Vec<Kind>,
+    untracked: u64,
+    stackless: u64,
+    without_scan: Option<(&'static str, bool)>,
+    stats: ScopeStats,
+    growth: Option<Growth>,
+    resources: crate::resources::ResourceOutcome,
+}
+
+impl Judged<'_> {
+    /// The report on the blocks judged.
+    pub(crate) fn report(&self) -> Report {
+        let _blocked = track::Block::new();
+        Report::build(ReportInput {
+            subject: self.subject.clone(),
+            records: &self.records,
+            kinds: &self.kinds,
+            stacks: self.stacks,
+            untracked: self.untracked,
+            stackless: self.stackless,
+            without_scan: self.without_scan,
+            check: self.check,
+            stats: self.stats,
+            growth: self.growth.clone(),
+            rules: self.rules,
+            resources: self.resources.clone(),
+        })
+    }
+
+    /// Keeps the blocks whose entry in `keep` is true.
+    fn retain(&mut self, keep: &[bool]) {
+        let mut keep_record = keep.iter();
+        self.records
+            .retain(|_| *keep_record.next().unwrap_or(&false));
+        let mut keep_kind = keep.iter();
+        self.kinds.retain(|_| *keep_kind.next().unwrap_or(&false));
+    }
+
+    /// Keeps only the blocks still waiting under [`track::PENDING_TAG`] now, and not at
+    /// `claimed` (addresses a later check found lost: the block judged here was freed, and its
+    /// address given to that one).
+    pub(crate) fn keep_pending(&mut self, claimed: &dyn Fn(usize) -> bool) {
+        let keep: Vec<bool> = self
+            .records
+            .iter()
+            .map(|record| track::still_pending(record.addr) && !claimed(record.addr))
+            .collect();
+        self.retain(&keep);
+    }
+
+    /// Addresses of the blocks judged.
+    pub(crate) fn addresses(&self) -> impl Iterator<Item = usize> + '_ {
+        self.records.iter().map(|record| record.addr)
     }
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct Config {
     /// Judge leftover blocks by the reachability scan where the platform has one
     /// (`LEAKCHECK_SCAN`); without it, a warm-up run stands in for it.
     pub(crate) scan: bool,
+    /// Check every test the test runner starts, annotated or not (`LEAKCHECK_ALL_TESTS`).
+    pub(crate) all_tests: bool,
 }
 
 /// How reports are printed on stderr (`LEAKCHECK_FORMAT`).
@@ -51,6 +53,9 @@ pub(crate) fn out_dir() -> Option<std::path::PathBuf> {
 fn out_dir_from(value: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
     value.filter(|v| !v.is_empty()).map(Into::into)
 }
+
+/// The variable that turns on the check of every test (`LEAKCHECK_ALL_TESTS`).
+pub(crate) const ALL_TESTS: &str = "LEAKCHECK_ALL_TESTS";
 
 /// An environment variable with a value leakcheck does not accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +151,14 @@ impl Config {
             "`1` (the reachability scan, the default), \
              `0` (no scan: a warm-up run, then every leftover block counts)",
         )?;
+        let all_tests = choose(
+            &lookup,
+            ALL_TESTS,
+            false,
+            &[("0", false), ("1", true)],
+            "`0` (the default), `1` (check every test the test runner starts, as if each carried \
+             #[leakcheck])",
+        )?;
         Ok(Config {
             mode,
             backtrace,
@@ -153,6 +166,7 @@ impl Config {
             format,
             at_exit,
             scan,
+            all_tests,
         })
     }
 }
@@ -181,6 +195,7 @@ mod tests {
                 format: Format::Text,
                 at_exit: false,
                 scan: true,
+                all_tests: false,
             }
         );
         assert_eq!(parse(&[("LEAKCHECK", "")]).unwrap().mode, Mode::Fail);
@@ -251,6 +266,26 @@ mod tests {
             .to_string();
         assert!(err.contains("LEAKCHECK_AT_EXIT=\"yes\""), "{err}");
         assert!(err.contains("`0`") && err.contains("`1`"), "{err}");
+    }
+
+    #[test]
+    fn all_tests_is_0_1_or_empty_and_nothing_else() {
+        assert!(parse(&[("LEAKCHECK_ALL_TESTS", "1")]).unwrap().all_tests);
+        assert!(!parse(&[("LEAKCHECK_ALL_TESTS", "0")]).unwrap().all_tests);
+        assert!(!parse(&[("LEAKCHECK_ALL_TESTS", "")]).unwrap().all_tests);
+        assert!(!parse(&[]).unwrap().all_tests);
+        for bad in ["true", "yes", "2", " 1"] {
+            let err = parse(&[("LEAKCHECK_ALL_TESTS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "leakcheck: LEAKCHECK_ALL_TESTS={bad:?} is not a valid setting; allowed values: `0`"
+                )),
+                "{err}"
+            );
+            assert!(err.contains("`1` (check every test"), "{err}");
+        }
     }
 
     #[test]

@@ -135,9 +135,11 @@
 //! | `LEAKCHECK_FORMAT` | `text` (default); `json`: print the JSON report instead of the text one |
 //! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit, then exit with status 23 if it leaked (LeakSanitizer's; `LEAKCHECK=warn` keeps the program's status; see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
 //! | `LEAKCHECK_SCAN` | `1` (default): blocks still reachable from statics and thread-locals are not leaks; `0`: no reachability scan, as on platforms without one: the body runs once as a warm-up, and every block its measured run leaves live is a leak |
+//! | `LEAKCHECK_ALL_TESTS` | `0` (default); `1`: check every test the binary runs, annotated or not, each on its own; leaking tests are reported after the test runner's summary and the process exits with status 23 (see [Every test, without the attribute](#every-test-without-the-attribute)) |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
-//! values.
+//! values (for `LEAKCHECK_ALL_TESTS`, the test binary prints it and exits with status 2 before
+//! running any test).
 //!
 //! ## Who owns an allocation
 //!
@@ -168,6 +170,50 @@
 //! The module `leakcheck::harness` shows the test file and says what runs and what cannot. It
 //! needs the feature `harness`, off by default because it brings in libtest-mimic and its clap:
 //! `leakcheck = { version = "0.1", features = ["harness"] }` in `[dev-dependencies]`.
+//!
+//! ## Every test, without the attribute
+//!
+//! `LEAKCHECK_ALL_TESTS=1 cargo test` (or `cargo nextest run`) checks every test of each test
+//! binary that installs the allocator, each on its own, as if it carried `#[leakcheck]` with
+//! the default options: no annotation, no change to the code under test. The ownership rules
+//! above, the reachability scan and the "not counted" rules below are the attribute's.
+//!
+//! ```sh
+//! LEAKCHECK_ALL_TESTS=1 cargo test
+//! ```
+//!
+//! libtest records a test's result when its thread ends, before leakcheck can judge what the
+//! thread left, so the verdict comes at the end, as LeakSanitizer's does: after libtest's
+//! summary, each leaking test's report (its name first) is printed on stderr, a closing line
+//! says how many tests leaked, and the process exits with status 23:
+//!
+//! ```text
+//! test result: ok. 56 passed; 0 failed; ...
+//!
+//! leakcheck: memory leak in test `cache::fills_once`: 1 allocation, 1,024 bytes
+//! ...
+//! SUMMARY: leakcheck: 1,024 bytes leaked in 1 allocation
+//! leakcheck: 1 test leaked memory, reports above (LEAKCHECK_ALL_TESTS=1): exit status 23; ...
+//! ```
+//!
+//! Under cargo-nextest each test is a process of its own, so exactly the leaking tests fail
+//! (`test failed with exit code 23`), each with its report in its output. With `LEAKCHECK=warn` the reports
+//! are printed and the exit status stays the test runner's: a soft rollout that shows in CI
+//! logs. `LEAKCHECK=off` turns the mode off.
+//!
+//! - A test that carries `#[leakcheck]` keeps its options and its in-test verdict; it is not
+//!   judged again at the end. Under `leakcheck::harness` every test carries it, so the mode
+//!   changes nothing there.
+//! - A test is judged when its thread has exited and its thread-locals are destroyed, so what
+//!   the test left in a `thread_local!` is freed by then, and libtest's output capture with it.
+//!   What the test left reachable from a static is not a leak, as under the attribute.
+//! - A failing test's leaks are reported too (the attribute does not judge a body that
+//!   panicked); its failure already fails the run.
+//! - Test threads are recognised as libtest and cargo-nextest make them: threads the main
+//!   thread spawns and names after the test. Run the mode on test binaries; in a program whose
+//!   main thread spawns named threads, each such thread would be judged like a test.
+//! - Linux with glibc only (it interposes `pthread_create` and `pthread_setname_np`); on
+//!   other targets only annotated tests are checked.
 //!
 //! ## What is not counted
 //!
@@ -375,6 +421,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod all_tests;
 mod check;
 mod config;
 // Not `stats`: without the feature, a call to `leakcheck::stats()` must find nothing by that

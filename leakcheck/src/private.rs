@@ -165,6 +165,8 @@ fn to_real_stderr(text: &str) {
 
 /// Runs a synchronous test body inside a check (`repeat + 1` times with `repeat`).
 pub fn run_test<R: Outcome>(meta: &TestMeta, mut body: impl FnMut() -> R) -> R {
+    // Under LEAKCHECK_ALL_TESTS the test's thread is checked already: this check replaces it.
+    crate::all_tests::attribute_takes_over();
     let config = match config() {
         Ok(config) => config,
         Err(error) => return cannot_check(meta, &error),

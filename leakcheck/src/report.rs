@@ -171,6 +171,7 @@ pub struct BudgetOverrun {
 }
 
 /// The growth measured by a `repeat` check.
+#[derive(Clone)]
 pub(crate) struct Growth {
     /// Live bytes gained by each measured run.
     pub(crate) per_run: Vec<i64>,

@@ -40,6 +40,15 @@ fn tag_of(scope: u32) -> u8 {
 /// which is such a block.
 pub(crate) const RETAINED_TAG: u8 = table::FILTERED_TAG;
 
+/// The slot no scope takes, whose tag marks blocks that a finished whole-test check
+/// (`LEAKCHECK_ALL_TESTS`) found lost and that wait for the end of the process: blocks the test
+/// runner made on the test's thread after the body (the copy of its captured output, the block
+/// of the channel that carries its result) are freed by then, leaks are not.
+const PENDING_SLOT: usize = SLOT_COUNT - 1;
+
+/// The tag of blocks waiting for the end of the process (see [`PENDING_SLOT`]).
+pub(crate) const PENDING_TAG: u8 = (PENDING_SLOT as u8) << 1;
+
 fn slot_of(scope: u32) -> &'static Slot {
     &SLOTS[((scope >> SLOT_SHIFT) as usize) & (SLOT_COUNT - 1)]
 }
@@ -189,6 +198,8 @@ static TABLE_USERS: AtomicUsize = AtomicUsize::new(0);
 /// Whether some check has retained blocks; it then holds one count of `TABLE_USERS` for good,
 /// so frees keep looking their blocks up.
 static RETAINING: AtomicBool = AtomicBool::new(false);
+/// The same for blocks under [`PENDING_TAG`].
+static PENDING: AtomicBool = AtomicBool::new(false);
 /// Blocks that should have been tracked but whose record could not be stored (out of memory).
 static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 /// Blocks recorded without their stack because the stack store could not take it.
@@ -631,11 +642,12 @@ impl Scope {
         let flags = if settings.stacks { STACKS_BIT } else { 0 }
             | if settings.stats { STATS_BIT } else { 0 };
         // Slot 0 is never a scope's: its tag marks retained blocks. Nor is slot 64, whose bit
-        // in the record table's shard masks is slot 0's (`table::FILTERED_TAG`).
+        // in the record table's shard masks is slot 0's (`table::FILTERED_TAG`), nor the
+        // pending slot.
         let (index, id) = SLOTS
             .iter()
             .enumerate()
-            .filter(|(index, _)| index % 64 != 0)
+            .filter(|(index, _)| index % 64 != 0 && *index != PENDING_SLOT)
             .find_map(|(index, slot)| {
                 let id = (counter << COUNTER_SHIFT) | ((index as u32) << SLOT_SHIFT) | flags;
                 // Claim with a placeholder so the statistics are reset before the id is live.
@@ -685,6 +697,26 @@ impl Scope {
             previous,
             _not_send: core::marker::PhantomData,
         }
+    }
+
+    /// Makes this thread's allocations belong to the scope from now on, with no guard: for a
+    /// check that spans the rest of a test's thread (`LEAKCHECK_ALL_TESTS`), which no frame of
+    /// ours encloses. [`Scope::leave`] ends it.
+    pub(crate) fn enter_for_good(&self) {
+        set_thread_state(ThreadState::own(self.id));
+    }
+
+    /// Ends [`Scope::enter_for_good`] on this thread, if the thread is still in this scope.
+    /// (After the thread's thread-locals are gone, its allocations are not recorded anyway.)
+    pub(crate) fn leave(&self) {
+        update_thread_state(|state| {
+            if state.scope() == self.id {
+                // Blocks in force stay in force.
+                ThreadState(state.0 & ThreadState::BLOCKS)
+            } else {
+                state
+            }
+        });
     }
 
     // ---- sessions ----
@@ -870,6 +902,40 @@ impl Drop for Finished {
             drain_and_release(self.id);
         }
     }
+}
+
+impl Finished {
+    /// Like [`Finished::settle`] for the blocks at `reachable`, and moves the blocks at `lost`
+    /// under [`PENDING_TAG`]; returns, for each of `lost`, whether it was moved (a block freed
+    /// since the copy has no record left).
+    pub(crate) fn settle_pending(
+        self,
+        reachable: impl IntoIterator<Item = usize>,
+        lost: &[usize],
+    ) -> Vec<bool> {
+        let moved = {
+            let _blocked = Block::new();
+            if !lost.is_empty() && !PENDING.swap(true, Ordering::SeqCst) {
+                TABLE_USERS.fetch_add(1, Ordering::SeqCst);
+                refresh_slow_paths();
+            }
+            lost.iter()
+                .map(|&addr| table::retag(addr, tag_of(self.id), PENDING_TAG))
+                .collect()
+        };
+        self.settle(reachable);
+        moved
+    }
+}
+
+/// Whether the block at `addr` is still live and still waiting under [`PENDING_TAG`].
+pub(crate) fn still_pending(addr: usize) -> bool {
+    PENDING.load(Ordering::Relaxed) && table::holds(addr, PENDING_TAG)
+}
+
+/// Whether the calling thread is the process's main thread.
+pub(crate) fn on_main_thread() -> bool {
+    is_main_thread()
 }
 
 /// Copies of the blocks earlier checks left reachable and that are still live.

@@ -950,7 +950,7 @@ fn too_many_nested_checks_fail_with_a_clear_message_and_leave_no_trace() {
     let panic = std::panic::catch_unwind(|| nest(0)).unwrap_err();
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
-        message.contains("more than 126 checks are running at once"),
+        message.contains("more than 125 checks are running at once"),
         "{message}"
     );
     drop(panic);

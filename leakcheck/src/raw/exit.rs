@@ -31,6 +31,7 @@ extern "C" fn at_start() {
     crate::output::mark_epoch();
     crate::panic_hook::wrap_default();
     crate::session::start_at_exit();
+    crate::all_tests::start();
 }
 
 /// The exit status of a program whose `LEAKCHECK_AT_EXIT` report found leaks: LeakSanitizer's,
@@ -54,6 +55,25 @@ pub(crate) fn exit_leaked() -> ! {
 
 extern "C" fn at_exit() {
     crate::session::finish_at_exit();
+}
+
+extern "C" fn tests_at_exit() {
+    crate::all_tests::finish();
+}
+
+/// Registers the hook that reports the tests' leaks at exit (`LEAKCHECK_ALL_TESTS`). Returns
+/// false if the C library refused.
+pub(crate) fn report_tests_at_exit() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: as in `report_at_exit`.
+        unsafe { libc::atexit(tests_at_exit) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tests_at_exit as extern "C" fn();
+        false
+    }
 }
 
 /// Registers the hook that reports at exit. Returns false if the C library refused.

@@ -28,6 +28,20 @@ pub(crate) fn thread_inheritance() -> bool {
     false
 }
 
+/// Calls `all_tests::test_thread_exited(token)` when the calling thread exits, after its
+/// thread-locals' destructors; false where that cannot be arranged.
+pub(crate) fn at_test_thread_exit(token: u32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        threads::at_test_thread_exit(token)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = token;
+        false
+    }
+}
+
 /// The kernel's id of the calling thread (equal to the process id on the main thread).
 #[cfg(target_os = "linux")]
 pub(crate) fn current_thread_id() -> i64 {
@@ -48,6 +62,7 @@ pub(crate) fn prepare_for_fork() {
             crate::counters::recover_after_fork();
             intern::recover_after_fork();
             crate::symbolize::forked();
+            crate::all_tests::forked();
         }
         REGISTERED.call_once(|| {
             // SAFETY: `in_child` is a plain `extern "C" fn` that only touches leakcheck's own

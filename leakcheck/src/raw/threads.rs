@@ -2,6 +2,14 @@
 //! sanitizer runtimes do it) so that a thread spawned by checked code starts inside the
 //! spawner's scope. std, tokio, rayon and every other crate create threads through
 //! `pthread_create`, and the executable's definition wins over glibc's for all of them.
+//!
+//! Under `LEAKCHECK_ALL_TESTS`, the threads the main thread creates are the test runner's test
+//! threads (libtest, cargo-nextest's process per test and `leakcheck::harness` all run each test
+//! on a thread the main thread spawns and names after the test). Such a thread is marked when it
+//! starts; std names it (`pthread_setname_np`, also interposed) once its handle is in place
+//! and before it runs anything of the runner's, so that call is where its check opens, under
+//! the test's name. The check ends in a thread-specific key's destructor, which glibc runs after
+//! the thread's thread-local destructors: the thread's own data is gone by then.
 
 use crate::track;
 use core::ffi::{c_int, c_void};
@@ -42,6 +50,14 @@ struct Inherit {
     scope: u32,
     /// The creator was inside `leakcheck::ignore`: so is the new thread, for good.
     blocked: bool,
+    /// Created by the main thread while `LEAKCHECK_ALL_TESTS` is on: a test thread.
+    candidate: bool,
+}
+
+thread_local! {
+    /// This thread may be a test thread (see the module's documentation) and has not been
+    /// named yet. Const-initialised, no destructor: read on the way into `pthread_setname_np`.
+    static CANDIDATE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
 extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
@@ -53,6 +69,7 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         arg,
         scope,
         blocked,
+        candidate,
     } = unsafe {
         let inherit = data.read();
         System.dealloc(data.cast(), Layout::new::<Inherit>());
@@ -60,9 +77,12 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
     };
     if blocked {
         track::start_ignored();
-    } else {
+    } else if scope != 0 {
         track::inherit(scope);
         mark_exit(scope);
+    }
+    if candidate {
+        let _ = CANDIDATE.try_with(|c| c.set(true));
     }
     start(arg)
 }
@@ -128,7 +148,10 @@ pub unsafe extern "C" fn pthread_create(
     };
     let scope = track::inheritable_scope();
     let blocked = scope == 0 && track::new_threads_start_ignored();
-    if blocked || (scope != 0 && track::inherited_thread_starting(scope)) {
+    let candidate = crate::all_tests::enabled() && track::on_main_thread();
+    let inherits = scope != 0 && !blocked && track::inherited_thread_starting(scope);
+    if blocked || inherits || candidate {
+        let scope = if inherits { scope } else { 0 };
         // SAFETY: the layout has a non-zero size.
         let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
         if !data.is_null() {
@@ -139,6 +162,7 @@ pub unsafe extern "C" fn pthread_create(
                     arg,
                     scope,
                     blocked,
+                    candidate,
                 })
             };
             // SAFETY: the caller's contract, with our start routine and its data in place of
@@ -147,13 +171,13 @@ pub unsafe extern "C" fn pthread_create(
             if result != 0 {
                 // SAFETY: the thread was not created, so `data` is still ours.
                 unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
-                if !blocked {
+                if inherits {
                     track::inherited_thread_exited(scope);
                 }
             }
             return result;
         }
-        if !blocked {
+        if inherits {
             track::inherited_thread_exited(scope);
         }
     }
@@ -161,8 +185,90 @@ pub unsafe extern "C" fn pthread_create(
     unsafe { create(thread, attr, start, arg) }
 }
 
+type SetNameFn = unsafe extern "C" fn(libc::pthread_t, *const libc::c_char) -> c_int;
+
+static REAL_SETNAME: AtomicUsize = AtomicUsize::new(0);
+
+fn real_setname() -> Option<SetNameFn> {
+    let mut address = REAL_SETNAME.load(Ordering::Relaxed);
+    if address == 0 {
+        // SAFETY: as in `real_create`.
+        address = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_setname_np".as_ptr()) } as usize;
+        if address == 0 {
+            return None;
+        }
+        REAL_SETNAME.store(address, Ordering::Relaxed);
+    }
+    // SAFETY: `address` is glibc's `pthread_setname_np`, whose C signature is `SetNameFn`.
+    Some(unsafe { core::mem::transmute::<usize, SetNameFn>(address) })
+}
+
+/// Names a thread, as glibc's `pthread_setname_np` does. On a thread the main thread created
+/// under `LEAKCHECK_ALL_TESTS`, naming itself is also where its test's check opens (see the
+/// module's documentation).
+///
+/// # Safety
+///
+/// The contract of `pthread_setname_np(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_setname_np(
+    thread: libc::pthread_t,
+    name: *const libc::c_char,
+) -> c_int {
+    let Some(set_name) = real_setname() else {
+        return libc::ENOSYS;
+    };
+    // SAFETY: the caller's contract, forwarded unchanged.
+    let result = unsafe { set_name(thread, name) };
+    // SAFETY: `pthread_self` has no preconditions.
+    let own = thread == unsafe { libc::pthread_self() };
+    if own && CANDIDATE.try_with(|c| c.replace(false)).unwrap_or(false) {
+        crate::all_tests::test_thread_named();
+    }
+    result
+}
+
+/// The key whose destructor ends a test thread's check (`LEAKCHECK_ALL_TESTS`).
+static TEST_EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+extern "C" fn test_thread_exited(value: *mut c_void) {
+    crate::all_tests::test_thread_exited(value as usize as u32);
+}
+
+/// Calls `all_tests::test_thread_exited(token)` when this thread exits, after its
+/// thread-locals' destructors. `token` is not 0. Returns false if glibc refused.
+pub(crate) fn at_test_thread_exit(token: u32) -> bool {
+    let mut key = TEST_EXIT_KEY.load(Ordering::Acquire);
+    if key == usize::MAX {
+        let mut created: libc::pthread_key_t = 0;
+        // SAFETY: `created` is valid for writes; `test_thread_exited` has the destructor
+        // signature.
+        if unsafe { libc::pthread_key_create(&mut created, Some(test_thread_exited)) } != 0 {
+            return false;
+        }
+        key = match TEST_EXIT_KEY.compare_exchange(
+            usize::MAX,
+            created as usize,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => created as usize,
+            Err(existing) => {
+                // SAFETY: `created` is a key this thread made and nobody else knows.
+                unsafe { libc::pthread_key_delete(created) };
+                existing
+            }
+        };
+    }
+    // SAFETY: `key` is a live key (never deleted once published); the value is a non-null
+    // integer used as a token, never dereferenced.
+    unsafe {
+        libc::pthread_setspecific(key as libc::pthread_key_t, token as usize as *const c_void) == 0
+    }
+}
+
 /// Makes sure the linker keeps this object (and so the interposer) in every binary that
 /// runs a check.
 pub(crate) fn interposer_address() -> usize {
-    pthread_create as *const () as usize
+    pthread_create as *const () as usize ^ pthread_setname_np as *const () as usize
 }
