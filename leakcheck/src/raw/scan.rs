@@ -193,7 +193,7 @@ fn points_into(start: usize, size: usize, offset: usize) -> bool {
     if start & 0xffff_ffff < SMALL_NUMBERS {
         return offset == 16 || hash_table_control(size, offset);
     }
-    offset % 8 == 0
+    offset.is_multiple_of(8)
 }
 
 /// Below this, the low half of an address reads as a small number (see [`points_into`]).
@@ -204,7 +204,7 @@ const SMALL_NUMBERS: usize = 1 << 20;
 /// to 16 bytes, then `buckets + 16` control bytes, and the table keeps the address of the
 /// control bytes only.
 fn hash_table_control(size: usize, offset: usize) -> bool {
-    offset % 16 == 0
+    offset.is_multiple_of(16)
         && size
             .checked_sub(offset + 16)
             .is_some_and(|buckets| buckets >= 4 && buckets.is_power_of_two() && offset >= buckets)
