@@ -26,17 +26,24 @@ type CreateFn = unsafe extern "C" fn(
 
 static REAL_CREATE: AtomicUsize = AtomicUsize::new(0);
 
-fn real_create() -> Option<CreateFn> {
-    let mut address = REAL_CREATE.load(Ordering::Relaxed);
+/// The address of the next definition of `name` after ours (glibc's), found once and kept in
+/// `cache`; `None` when there is none.
+fn next_definition(cache: &AtomicUsize, name: &core::ffi::CStr) -> Option<usize> {
+    let mut address = cache.load(Ordering::Relaxed);
     if address == 0 {
         // SAFETY: `dlsym` with RTLD_NEXT and a NUL-terminated name has no other
         // preconditions; it returns null when the symbol is missing.
-        address = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
+        address = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
         if address == 0 {
             return None;
         }
-        REAL_CREATE.store(address, Ordering::Relaxed);
+        cache.store(address, Ordering::Relaxed);
     }
+    Some(address)
+}
+
+fn real_create() -> Option<CreateFn> {
+    let address = next_definition(&REAL_CREATE, c"pthread_create")?;
     // SAFETY: `address` is glibc's `pthread_create`, whose C signature is `CreateFn`.
     Some(unsafe { core::mem::transmute::<usize, CreateFn>(address) })
 }
@@ -190,15 +197,7 @@ type SetNameFn = unsafe extern "C" fn(libc::pthread_t, *const libc::c_char) -> c
 static REAL_SETNAME: AtomicUsize = AtomicUsize::new(0);
 
 fn real_setname() -> Option<SetNameFn> {
-    let mut address = REAL_SETNAME.load(Ordering::Relaxed);
-    if address == 0 {
-        // SAFETY: as in `real_create`.
-        address = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_setname_np".as_ptr()) } as usize;
-        if address == 0 {
-            return None;
-        }
-        REAL_SETNAME.store(address, Ordering::Relaxed);
-    }
+    let address = next_definition(&REAL_SETNAME, c"pthread_setname_np")?;
     // SAFETY: `address` is glibc's `pthread_setname_np`, whose C signature is `SetNameFn`.
     Some(unsafe { core::mem::transmute::<usize, SetNameFn>(address) })
 }
