@@ -186,6 +186,10 @@ fn owned_end(start: usize, size: usize) -> usize {
 /// padding), and they made leaks in new threads look reachable. A block there is taken only
 /// from the pointers Rust keeps to a block it owns: its start, a tagged start, `Arc::into_raw`
 /// (16 bytes in) and a hash table's control bytes ([`hash_table_control`]).
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 fn points_into(start: usize, size: usize, offset: usize) -> bool {
     if offset < 8 {
         return true;
@@ -197,12 +201,20 @@ fn points_into(start: usize, size: usize, offset: usize) -> bool {
 }
 
 /// Below this, the low half of an address reads as a small number (see [`points_into`]).
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 const SMALL_NUMBERS: usize = 1 << 20;
 
 /// Whether `offset` is where hashbrown's tables (std's `HashMap` and `HashSet`) point: a
 /// table of `buckets` entries (a power of two, at least 4) is one block of the entries, padded
 /// to 16 bytes, then `buckets + 16` control bytes, and the table keeps the address of the
 /// control bytes only.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 fn hash_table_control(size: usize, offset: usize) -> bool {
     offset.is_multiple_of(16)
         && size
