@@ -224,7 +224,10 @@
 //!   buffer that libtest owns, and so does a caught panic, whose message std's panic hook
 //!   writes there) and std's lazily created stdout/stderr buffers;
 //! - one-time initialisation: blocks allocated while a `LazyLock`, `OnceLock`, `OnceCell`,
-//!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value.
+//!   `once_cell::sync::Lazy`, `lazy_static!` or a `thread_local!` initialises its value;
+//! - std's own tables: the symbolizer's cache of debug info (a panic under `RUST_BACKTRACE`),
+//!   and the table of threads that std keeps for its stack-overflow message, whose nodes
+//!   split when many threads start at once.
 //!
 //! std's default panic hook runs untracked (on Linux, where leakcheck wraps it before `main`):
 //! a panic the test catches writes its message, and under `RUST_BACKTRACE=1` symbolises a

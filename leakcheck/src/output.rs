@@ -206,7 +206,7 @@ impl Report {
     /// | `budgets` | broken heap budgets: `budget`, `limit`, `actual`, `frames` |
     /// | `growth_per_run` | for `repeat`: live bytes each measured run added, else `null` |
     /// | `suppressions_used` | `pattern`, `origin`, `bytes`, `allocations` |
-    /// | `not_counted` | blocks not counted as leaks: `reason` (`"stdio"`, `"one_time_init"`), `bytes`, `allocations` |
+    /// | `not_counted` | blocks not counted as leaks: `reason` (`"stdio"`, `"one_time_init"`, `"symbolizer_cache"`, `"thread_table"`), `bytes`, `allocations` |
     /// | `threads`, `fds` | threads left running (`tid`, `name`) and descriptors left open (`fd`, `target`) |
     /// | `stacks` | `"frame-pointers"`, `"dwarf"`, or `null` when stacks were off |
     ///
@@ -250,6 +250,7 @@ impl Report {
                     Excuse::Stdio => "stdio",
                     Excuse::OneTimeInit => "one_time_init",
                     Excuse::SymbolizerCache => "symbolizer_cache",
+                    Excuse::ThreadTable => "thread_table",
                 },
                 bytes,
                 allocations,

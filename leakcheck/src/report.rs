@@ -804,6 +804,7 @@ impl Report {
                 Excuse::SymbolizerCache => {
                     "the backtrace symbolizer's cache of debug info (a panic under RUST_BACKTRACE)"
                 }
+                Excuse::ThreadTable => "std's table of threads, as threads start",
             };
             writeln!(
                 f,

@@ -267,6 +267,9 @@ pub(crate) enum Excuse {
     /// Made during one-time initialisation of a lazy static, `OnceLock`, `OnceCell` or
     /// thread-local: it belongs to the static, which outlives every test.
     OneTimeInit,
+    /// std's process-wide table of threads (each thread's stack guard, for the stack-overflow
+    /// message), whose nodes split and merge as threads start and exit: it belongs to std.
+    ThreadTable,
     /// Debug info parsed by std's (or the `backtrace` crate's) symbolizer, e.g. for a panic
     /// message under `RUST_BACKTRACE=1`: it belongs to the symbolizer's static cache, which
     /// the scan does not read (see `crate::noise`).
@@ -319,6 +322,13 @@ pub(crate) fn excuse(frames: &[Frame]) -> Option<Excuse> {
         // called by the hook (a payload's `Display`) comes before the hook here, and is theirs.
         if !below_user_code && name.starts_with("std::panicking::default_hook") {
             return Some(Excuse::Stdio);
+        }
+        // A thread starting adds itself to std's table of threads; many starting at once in a
+        // check split a node of it, whose parent the table made before the check.
+        if !below_user_code
+            && name.starts_with("std::sys::pal::unix::stack_overflow::thread_info::")
+        {
+            return Some(Excuse::ThreadTable);
         }
         below_user_code |= owner(frame) == Owner::User;
         if SYMBOLIZER_NAMES.iter().any(|p| name.starts_with(p))
@@ -606,5 +616,17 @@ mod tests {
             frame("std::panicking::default_hook"),
         ];
         assert_eq!(excuse(&payload_display), None);
+    }
+
+    #[test]
+    fn excuses_std_s_table_of_threads() {
+        let node_split = [
+            frame("alloc::alloc::alloc"),
+            frame("alloc::collections::btree::node::InternalNode<K,V>::new"),
+            frame("alloc::collections::btree::map::BTreeMap<K,V,A>::insert"),
+            frame("std::sys::pal::unix::stack_overflow::thread_info::set_current_info"),
+            frame("std::sys::pal::unix::thread::Thread::new::thread_start"),
+        ];
+        assert_eq!(excuse(&node_split), Some(Excuse::ThreadTable));
     }
 }
