@@ -485,3 +485,68 @@ fn rc_cycle_payload_is_lost_after_an_earlier_leaking_test() {
         check_report(&run, &what, name, expect, parsed.section(name));
     }
 }
+
+/// Every suppression a report suggests, pasted alone into a suppression file, suppresses the
+/// leak it came from and no other: the scenarios that suggested it lose groups (and pass when
+/// none is left), every other leaking scenario reports exactly what it reported without it.
+#[test]
+fn each_suggested_suppression_suppresses_its_own_leak_and_no_other() {
+    const SUGGESTS: &str = "to suppress, add to leakcheck.supp: ";
+    let fixture = fixture();
+    let exe = fixture.build(Profile::Debug);
+    let scenarios = exe.get("scenarios");
+    let groups_of = |parsed: &Libtest| -> std::collections::BTreeMap<String, Vec<Printed>> {
+        parsed
+            .with(Verdict::Failed)
+            .into_iter()
+            .map(|name| {
+                let groups = printed_groups(parsed.section(&name));
+                (name, groups)
+            })
+            .collect()
+    };
+    let base_run = fixture.run_test(scenarios, &["--test-threads=1"], &[]);
+    let base = parse_libtest(&base_run.stdout);
+    let before = groups_of(&base);
+    let mut suggested: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for name in before.keys() {
+        for line in trimmed_lines(base.section(name)) {
+            if let Some(rule) = line.strip_prefix(SUGGESTS) {
+                suggested
+                    .entry(rule.to_owned())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+    base_run.check(
+        suggested.len() >= 10,
+        &format!("expected a suggestion for most leaking scenarios, got {suggested:#?}"),
+    );
+    let file = support::target_dir().join("accuracy-suggested.supp");
+    for (rule, from) in &suggested {
+        std::fs::write(&file, format!("{rule}\n")).unwrap();
+        let run = fixture.run_test(
+            scenarios,
+            &["--test-threads=1"],
+            &[("LEAKCHECK_SUPPRESSIONS", file.to_str().unwrap())],
+        );
+        let after = groups_of(&parse_libtest(&run.stdout));
+        for (name, groups) in &before {
+            let now = after.get(name).cloned().unwrap_or_default();
+            if from.contains(name) {
+                run.check(
+                    now.len() < groups.len(),
+                    &format!("`{rule}`, suggested by `{name}`, did not suppress any of its groups"),
+                );
+            } else {
+                run.check(
+                    &now == groups,
+                    &format!(
+                        "`{rule}` (suggested by {from:?}) changed `{name}`'s report\n  before {groups:#?}\n  after {now:#?}"
+                    ),
+                );
+            }
+        }
+    }
+}
