@@ -8,9 +8,9 @@
 //! `pthread_getattr_np` reports, which on a spawned thread also covers its static TLS, but not
 //! glibc's thread descriptor above it), the callee-saved registers at entry, and the caller's
 //! `extra_roots`. Every aligned word of the roots that points inside a candidate makes it
-//! reachable (interior pointers count, as in LSan's default, at word-aligned offsets and as
-//! tagged pointers: see [`Index::find`]), and the reached blocks are scanned in turn. Besides the candidates, the caller may name *transit* blocks: heap
-//! blocks known to be live (those that earlier checks left reachable), which get no verdict
+//! reachable (interior pointers count, as in LSan's default, at the offsets Rust keeps owned
+//! blocks alive by: see [`points_into`]), and the reached blocks are scanned in turn. Besides
+//! the candidates, the caller may name *transit* blocks: heap blocks known to be live (those that earlier checks left reachable), which get no verdict
 //! but, once reached, are scanned like roots, so a block kept only by a cache that an earlier
 //! check created is reachable. Other heap blocks are not scanned.
 //!
