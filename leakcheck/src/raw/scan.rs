@@ -10,9 +10,10 @@
 //! `extra_roots`. Every aligned word of the roots that points inside a candidate makes it
 //! reachable (interior pointers count, as in LSan's default, at the offsets Rust keeps owned
 //! blocks alive by: see [`points_into`]), and the reached blocks are scanned in turn. Besides
-//! the candidates, the caller may name *transit* blocks: heap blocks known to be live (those that earlier checks left reachable), which get no verdict
-//! but, once reached, are scanned like roots, so a block kept only by a cache that an earlier
-//! check created is reachable. Other heap blocks are not scanned.
+//! the candidates, the caller may name *transit* blocks: heap blocks known to be live (those
+//! that earlier checks left reachable), which get no verdict but, once reached, are scanned
+//! like roots, so a block kept only by a cache that an earlier check created is reachable.
+//! Other heap blocks are not scanned.
 //!
 //! # Reading memory
 //!
