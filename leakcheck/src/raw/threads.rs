@@ -105,15 +105,23 @@ extern "C" fn thread_exited(value: *mut c_void) {
 }
 
 fn mark_exit(scope: u32) {
-    let mut key = EXIT_KEY.load(Ordering::Acquire);
-    if key == usize::MAX {
+    if !at_exit(&EXIT_KEY, thread_exited, scope) {
+        track::inherited_thread_exited(scope);
+    }
+}
+
+/// Has `destructor(token)` called when this thread exits, after its thread-locals'
+/// destructors, through the thread-specific key kept in `key` (made on first use). `token` is
+/// not 0. Returns false if glibc refused.
+fn at_exit(key: &AtomicUsize, destructor: extern "C" fn(*mut c_void), token: u32) -> bool {
+    let mut known = key.load(Ordering::Acquire);
+    if known == usize::MAX {
         let mut created: libc::pthread_key_t = 0;
-        // SAFETY: `created` is valid for writes; `thread_exited` has the destructor signature.
-        if unsafe { libc::pthread_key_create(&mut created, Some(thread_exited)) } != 0 {
-            track::inherited_thread_exited(scope);
-            return;
+        // SAFETY: `created` is valid for writes; `destructor` has the destructor signature.
+        if unsafe { libc::pthread_key_create(&mut created, Some(destructor)) } != 0 {
+            return false;
         }
-        key = match EXIT_KEY.compare_exchange(
+        known = match key.compare_exchange(
             usize::MAX,
             created as usize,
             Ordering::AcqRel,
@@ -127,13 +135,13 @@ fn mark_exit(scope: u32) {
             }
         };
     }
-    // SAFETY: `key` is a live key (never deleted once published); the value is a non-null
-    // integer used as a token, never dereferenced. Scope ids are never 0.
-    if unsafe {
-        libc::pthread_setspecific(key as libc::pthread_key_t, scope as usize as *const c_void)
-    } != 0
-    {
-        track::inherited_thread_exited(scope);
+    // SAFETY: `known` is a live key (never deleted once published); the value is a non-null
+    // integer used as a token, never dereferenced.
+    unsafe {
+        libc::pthread_setspecific(
+            known as libc::pthread_key_t,
+            token as usize as *const c_void,
+        ) == 0
     }
 }
 
@@ -237,33 +245,7 @@ extern "C" fn test_thread_exited(value: *mut c_void) {
 /// Calls `all_tests::test_thread_exited(token)` when this thread exits, after its
 /// thread-locals' destructors. `token` is not 0. Returns false if glibc refused.
 pub(crate) fn at_test_thread_exit(token: u32) -> bool {
-    let mut key = TEST_EXIT_KEY.load(Ordering::Acquire);
-    if key == usize::MAX {
-        let mut created: libc::pthread_key_t = 0;
-        // SAFETY: `created` is valid for writes; `test_thread_exited` has the destructor
-        // signature.
-        if unsafe { libc::pthread_key_create(&mut created, Some(test_thread_exited)) } != 0 {
-            return false;
-        }
-        key = match TEST_EXIT_KEY.compare_exchange(
-            usize::MAX,
-            created as usize,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => created as usize,
-            Err(existing) => {
-                // SAFETY: `created` is a key this thread made and nobody else knows.
-                unsafe { libc::pthread_key_delete(created) };
-                existing
-            }
-        };
-    }
-    // SAFETY: `key` is a live key (never deleted once published); the value is a non-null
-    // integer used as a token, never dereferenced.
-    unsafe {
-        libc::pthread_setspecific(key as libc::pthread_key_t, token as usize as *const c_void) == 0
-    }
+    at_exit(&TEST_EXIT_KEY, test_thread_exited, token)
 }
 
 /// Makes sure the linker keeps this object (and so the interposer) in every binary that
