@@ -25,10 +25,12 @@
 //! --bench caught_panic`.
 
 use criterion::{Criterion, SamplingMode};
+
+#[path = "common/per_test.rs"]
+mod per_test;
 use std::hint::black_box;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
 static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
@@ -66,118 +68,16 @@ fn unwinding() {
     assert!(black_box(caught).is_err());
 }
 
-/// Runs `body` as `#[leakcheck]` would: the test fails if the check finds a leak.
-fn checked(name: &'static str, body: fn()) {
-    leakcheck::__private::run_test(
-        &leakcheck::__private::TestMeta {
-            fn_name: name,
-            module_path: module_path!(),
-            file: file!(),
-            line: line!(),
-            column: column!(),
-            should_panic: false,
-            options: leakcheck::__private::Options::new(),
-        },
-        body,
-    )
-}
-
-/// The test named `name` (`plain_one`, `checked_ten`, ...): whether it is checked, and its
-/// body.
-fn test_named(name: &str) -> Option<(bool, fn())> {
-    let (kind, body) = name.split_once('_')?;
-    let checked = match kind {
-        "plain" => false,
-        "checked" => true,
-        _ => return None,
-    };
-    let (_, body) = BODIES.iter().find(|(b, _)| *b == body)?;
-    Some((checked, *body))
-}
-
-/// The child process: `--exact NAME` names the test, run as libtest runs it, on a thread named
-/// after it that the main thread waits for.
-fn child() -> ! {
-    let args: Vec<String> = std::env::args().collect();
-    let name = args
-        .iter()
-        .position(|a| a == "--exact")
-        .and_then(|i| args.get(i + 1))
-        .expect("the child is run with --exact NAME");
-    let Some((is_checked, body)) = test_named(name) else {
-        eprintln!("caught_panic: no test named `{name}`");
-        std::process::exit(2);
-    };
-    let name: &'static str = Box::leak(name.clone().into_boxed_str());
-    let passed = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            if is_checked {
-                checked(name, body)
-            } else {
-                body()
-            }
-        })
-        .expect("a test thread starts")
-        .join()
-        .is_ok();
-    std::process::exit(if passed { 0 } else { 101 })
-}
-
-/// Wall and CPU time of one child process running `name`.
-// The child is reaped by `wait4`, which also gives its CPU time; `Child::wait` cannot.
-#[allow(clippy::zombie_processes)]
-fn spawn_test(exe: &std::path::Path, name: &str) -> (Duration, Duration) {
-    let start = Instant::now();
-    let child = Command::new(exe)
-        .args(["--exact", name, "--nocapture"])
-        .env(CHILD, "1")
-        .env("RUST_BACKTRACE", "1")
-        .env("NEXTEST", "1")
-        .env("NEXTEST_EXECUTION_MODE", "process-per-test")
-        .env("NEXTEST_TEST_NAME", name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the benchmark can run itself");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero `rusage` is a valid value for `wait4` to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for; `status` and `usage` are writable.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed();
-    assert_eq!(waited, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "test `{name}` failed in its own process (status {status:#x}): run \
-         `{CHILD}=1 RUST_BACKTRACE=1 NEXTEST=1 NEXTEST_EXECUTION_MODE=process-per-test {} --exact {name}` \
-         to see why",
-        exe.display()
-    );
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (wall, time(usage.ru_utime) + time(usage.ru_stime))
-}
-
 /// Median of the per-iteration times of a benchmark's samples, in milliseconds.
 fn median_ms(samples: &[(u64, Duration)]) -> f64 {
-    let mut per_iter: Vec<f64> = samples
-        .iter()
-        .map(|&(n, t)| t.as_secs_f64() * 1000.0 / n as f64)
-        .collect();
-    per_iter.sort_by(f64::total_cmp);
-    per_iter
-        .get(per_iter.len() / 2)
-        .copied()
-        .unwrap_or(f64::NAN)
+    per_test::median_per_iteration(samples).map_or(f64::NAN, |t| t.as_secs_f64() * 1e3)
 }
 
 const SAMPLES: usize = 10;
 
 fn main() {
     if std::env::var_os(CHILD).is_some() {
-        child();
+        per_test::child("caught_panic", &BODIES);
     }
     if std::env::var_os("NEXTEST_EXECUTION_MODE").is_some() {
         panic!("caught_panic: run it with `cargo bench`, not under nextest");
@@ -201,7 +101,8 @@ fn main() {
                 b.iter_custom(|iters| {
                     let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
                     for _ in 0..iters {
-                        let (w, c) = spawn_test(&exe, &name);
+                        let (w, c) =
+                            per_test::spawn_test(&exe, CHILD, &[("RUST_BACKTRACE", "1")], &name);
                         wall += w;
                         cpu += c;
                     }
