@@ -17,9 +17,10 @@ static RESOLVING: AtomicUsize = AtomicUsize::new(0);
 /// Set in a forked child whose parent was resolving symbols at the fork.
 static NO_SYMBOLS: AtomicBool = AtomicBool::new(false);
 
-/// Called in a freshly forked child (single-threaded, before `fork` returns).
+/// Called in a freshly forked child (single-threaded, before `fork` returns). Symbols are off
+/// too when the loader's lock may be lost: resolving walks the loaded objects.
 pub(crate) fn forked() {
-    if RESOLVING.swap(0, Ordering::SeqCst) > 0 {
+    if RESOLVING.swap(0, Ordering::SeqCst) > 0 || !crate::raw::loader_usable() {
         NO_SYMBOLS.store(true, Ordering::SeqCst);
     }
 }

@@ -9,6 +9,8 @@ pub(crate) mod alloc;
 pub(crate) mod biased;
 pub(crate) mod exit;
 pub(crate) mod intern;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) mod loader;
 pub(crate) mod local;
 pub(crate) mod scan;
 pub(crate) mod spin;
@@ -42,6 +44,17 @@ pub(crate) fn at_test_thread_exit(token: u32) -> bool {
     }
 }
 
+/// Whether this process may walk the loaded objects (false in a child forked while the
+/// loader's lock may have been held; see `loader`).
+pub(crate) fn loader_usable() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        loader::usable()
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    true
+}
+
 /// The kernel's id of the calling thread (equal to the process id on the main thread).
 #[cfg(target_os = "linux")]
 pub(crate) fn current_thread_id() -> i64 {
@@ -49,14 +62,27 @@ pub(crate) fn current_thread_id() -> i64 {
     unsafe { libc::gettid() as i64 }
 }
 
-/// Registers (once) a `fork` handler that frees the child from locks held by threads that do
-/// not exist in it. Nothing runs in the parent: taking every lock before each fork made forks
-/// wait on busy shards and on a symbolizing thread (fork tests went from 2 s to 60-100 s).
+/// Registers (once) the `fork` handlers that keep a child from hanging on locks held by threads
+/// that do not exist in it. The child abandons leakcheck's own locks (see each module's
+/// `recover_after_fork`). The loader's lock cannot be abandoned, so the parent waits for
+/// leakcheck's walks of the loaded objects to finish before it forks (see `loader`); nothing
+/// else is waited for: taking every lock before each fork made forks wait on busy shards and on
+/// a symbolizing thread (fork tests went from 2 s to 60-100 s).
 pub(crate) fn prepare_for_fork() {
     #[cfg(unix)]
     {
         static REGISTERED: std::sync::Once = std::sync::Once::new();
+        extern "C" fn before() {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            loader::before_fork();
+        }
+        extern "C" fn in_parent() {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            loader::after_fork_in_parent();
+        }
         extern "C" fn in_child() {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            loader::after_fork_in_child();
             biased::membarrier::register_in_child();
             table::recover_after_fork();
             crate::counters::recover_after_fork();
@@ -65,9 +91,10 @@ pub(crate) fn prepare_for_fork() {
             crate::all_tests::forked();
         }
         REGISTERED.call_once(|| {
-            // SAFETY: `in_child` is a plain `extern "C" fn` that only touches leakcheck's own
-            // statics, without allocating or blocking: safe in a freshly forked child.
-            unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            // SAFETY: the handlers are plain `extern "C" fn`s that only touch leakcheck's own
+            // statics, without allocating; `before` waits a bounded time and `in_child` never
+            // blocks: safe around `fork` and in a freshly forked child.
+            unsafe { libc::pthread_atfork(Some(before), Some(in_parent), Some(in_child)) };
         });
     }
 }

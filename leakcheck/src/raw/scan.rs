@@ -690,8 +690,8 @@ mod os {
         // `Vec` passed here, which outlives the call. glibc holds its loader lock meanwhile, so
         // the objects it describes cannot be unloaded during the callback.
         unsafe {
-            libc::dl_iterate_phdr(
-                Some(each_object),
+            crate::raw::loader::iterate_objects(
+                each_object,
                 (&mut ranges as *mut Vec<(usize, usize)>).cast(),
             );
         }
@@ -748,8 +748,8 @@ mod os {
         // SAFETY: `each_file` has the callback's C signature and uses `data` only as the `Vec`
         // passed here, which outlives the call.
         unsafe {
-            libc::dl_iterate_phdr(
-                Some(each_file),
+            crate::raw::loader::iterate_objects(
+                each_file,
                 (&mut files as *mut Vec<super::LoadedObject>).cast(),
             );
         }

@@ -410,7 +410,7 @@ fn resolve(pc: usize) -> Option<Step> {
     // given and the sections they describe (mapped while the loader lock is held, i.e. for the
     // whole iteration), and `search` outlives the call.
     unsafe {
-        libc::dl_iterate_phdr(Some(find_in_object), (&raw mut search).cast::<c_void>());
+        crate::raw::loader::iterate_objects(find_in_object, (&raw mut search).cast::<c_void>());
     }
     let step = search.step;
     CONTEXT.owner.store(0, Ordering::Release);
