@@ -70,9 +70,10 @@ impl Reach {
 
 /// Whether [`classify`] can scan on this platform: Linux with glibc on x86_64, when
 /// `process_vm_readv` works on our own process (a seccomp policy may forbid it). Elsewhere
-/// `classify` claims nothing: every block is `Reachable`.
+/// `classify` claims nothing: every block is `Reachable`. Also false in a child forked while
+/// the loader's lock may have been held: the statics' ranges cannot be listed there.
 pub(crate) fn supported() -> bool {
-    os::supported()
+    super::loader_usable() && os::supported()
 }
 
 /// Classifies live heap `blocks`, given as (address, size), in the same order.
