@@ -108,6 +108,10 @@ const SCENARIOS: &[(&str, Expect)] = &[
         Passes,
     ),
     ("no_false_alarm::caught_failed_assert_eq", Passes),
+    (
+        "no_false_alarm::worker_left_running_keeps_what_it_holds",
+        Passes,
+    ),
     // Definitely lost, with valgrind's direct/indirect split for structures.
     (
         "definite::box_leak",
@@ -155,6 +159,10 @@ const SCENARIOS: &[(&str, Expect)] = &[
         "definite::leak_beside_a_caught_panic",
         Leaks(&[group(1_111, 1, DEFINITE, LIB, "beside_caught_panic")]),
     ),
+    (
+        "definite::leak_beside_a_worker_left_running",
+        Leaks(&[group(1_818, 1, DEFINITE, LIB, "beside_worker_left_running")]),
+    ),
     // Threads the test starts belong to the test, in both runners.
     (
         "threads::leak_in_std_thread_spawn_joined",
@@ -171,6 +179,11 @@ const SCENARIOS: &[(&str, Expect)] = &[
     (
         "threads::leak_in_thread_started_by_a_spawned_thread",
         Leaks(&[group(2_404, 1, DEFINITE, LIB, "thread_grandchild")]),
+    ),
+    // A thread that outlives the test: its live stack is a root, and hides no leak.
+    (
+        "threads::leak_in_a_thread_left_running",
+        Leaks(&[group(2_707, 1, DEFINITE, LIB, "thread_left_running")]),
     ),
     // `#[tokio::test(flavor = "multi_thread")]`: task leaks fail, the runtime never does.
     (

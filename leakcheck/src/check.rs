@@ -273,7 +273,7 @@ impl<'c> Runner<'c> {
             sites: growth_sites(&by_stack_before, &by_stack_after),
         });
         let kinds = match without_scan {
-            None => classify_settled(finished.records()),
+            None => classify_settled(finished.records(), finished.id()),
             Some(_) => vec![Kind::Definite; finished.records().len()],
         };
         // Blocks the body's threads put into shared structures (std's table of thread stacks,
@@ -440,13 +440,13 @@ fn __rust_begin_short_backtrace<R>(scope: &Scope, body: &mut impl FnMut() -> R) 
 /// [`classify`], twice when the first scan finds lost blocks: other threads may be rewriting a
 /// shared structure (std's table of thread stacks, say) while the scan reads it, and a block
 /// reachable in either scan is reachable.
-fn classify_settled(records: &[Record]) -> Vec<Kind> {
-    let first = classify(records);
+fn classify_settled(records: &[Record], scope: u32) -> Vec<Kind> {
+    let first = classify(records, scope);
     if first.iter().all(|&kind| kind == Kind::Reachable) {
         return first;
     }
     std::thread::yield_now();
-    classify(records)
+    classify(records, scope)
         .into_iter()
         .zip(first)
         .map(|(second, first)| {
@@ -459,7 +459,9 @@ fn classify_settled(records: &[Record]) -> Vec<Kind> {
         .collect()
 }
 
-pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
+/// The roots: the statics, this thread's thread-locals, and the live stacks of the threads
+/// started inside `scope` that still run (see `crate::thread_roots`); not this thread's stack.
+pub(crate) fn classify(records: &[Record], scope: u32) -> Vec<Kind> {
     if records.is_empty() || !scan::supported() {
         return vec![Kind::Definite; records.len()];
     }
@@ -468,7 +470,13 @@ pub(crate) fn classify(records: &[Record]) -> Vec<Kind> {
         .iter()
         .map(|r| (r.addr, r.size))
         .collect();
-    scan::classify_without_stack(&blocks, &transit, crate::noise::excluded_statics())
+    let threads = crate::thread_roots::ThreadRoots::of(scope);
+    scan::classify_without_stack(
+        &blocks,
+        &transit,
+        &threads.ranges(),
+        crate::noise::excluded_statics(),
+    )
         .into_iter()
         .map(|reach| match reach {
             Reach::DefinitelyLost => Kind::Definite,

@@ -442,6 +442,7 @@ mod resources;
 mod session;
 mod suppress;
 mod symbolize;
+mod thread_roots;
 mod track;
 
 #[doc(hidden)]

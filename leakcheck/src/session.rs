@@ -181,7 +181,7 @@ impl Session {
         let finished = scope.finish();
         let _blocked = track::Block::new();
         let records = finished.records().to_vec();
-        let kinds = classify(&records);
+        let kinds = classify(&records, finished.id());
         let report = self.build(&records, &kinds, reachable);
         crate::check::settle(finished, &records, &kinds);
         report
@@ -227,9 +227,10 @@ impl Drop for Session {
 }
 
 /// How the blocks left at the end relate to the roots: the same conservative scan as checks
-/// (statics and this thread's thread-locals, not the stack; at exit `main` has returned).
-fn classify(records: &[Record]) -> Vec<Kind> {
-    crate::check::classify(records)
+/// (statics, this thread's thread-locals and the stacks of the threads started during the
+/// session that still run; not this thread's stack: at exit `main` has returned).
+fn classify(records: &[Record], scope: u32) -> Vec<Kind> {
+    crate::check::classify(records, scope)
 }
 
 /// A call site's frames as a key: two raw stacks that read the same are one site.

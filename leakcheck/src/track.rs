@@ -460,6 +460,20 @@ pub(crate) fn inheritable_scope() -> u32 {
     }
 }
 
+/// The process-wide scope a thread created now allocates into, or 0 (none, or the creator is
+/// inside `ignore`).
+pub(crate) fn process_scope_for_new_thread() -> u32 {
+    if thread_state().is_blocked() {
+        return 0;
+    }
+    let scope = PROCESS_SCOPE.load(Ordering::Relaxed);
+    if scope != 0 && is_active(scope) {
+        scope
+    } else {
+        0
+    }
+}
+
 /// Whether a thread created now must start inside `ignore`: its creator is in `ignore` while a
 /// process-wide scope would otherwise record the new thread.
 pub(crate) fn new_threads_start_ignored() -> bool {
@@ -866,6 +880,11 @@ pub(crate) struct Finished {
 }
 
 impl Finished {
+    /// The scope's id: threads started inside it are listed under it (`raw::threads`).
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The blocks left live under the scope when it was disarmed.
     pub(crate) fn records(&self) -> &[Record] {
         &self.records

@@ -100,14 +100,22 @@ pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]
 ///
 /// `transit` are live heap blocks, disjoint from `blocks` and from each other, that get no
 /// verdict: a transit block the roots reach is scanned, and what it points to is reachable.
-/// `excluded` are [start, end) ranges of static memory that are not roots (see
-/// `crate::noise`).
+/// `extra_roots` are (start, length) ranges that are roots too (other threads' stacks, see
+/// `crate::thread_roots`). `excluded` are [start, end) ranges of static memory that are not
+/// roots (see `crate::noise`).
 pub(crate) fn classify_without_stack(
     blocks: &[(usize, usize)],
     transit: &[(usize, usize)],
+    extra_roots: &[(usize, usize)],
     excluded: &[(usize, usize)],
 ) -> Vec<Reach> {
-    os::classify(blocks, transit, &[], excluded, Some(NO_STACK))
+    os::classify(blocks, transit, extra_roots, excluded, Some(NO_STACK))
+}
+
+/// The calling thread's stack as [low, end), with its static TLS and without its descriptor
+/// (see `live_stack`); `None` where the scan is not supported or the stack is unknown.
+pub(crate) fn own_stack() -> Option<(usize, usize)> {
+    os::own_stack()
 }
 
 /// A loaded object: its file (the main program as `/proc/self/exe`), its load bias, and its
@@ -633,6 +641,11 @@ mod os {
             .collect()
     }
 
+    pub(super) fn own_stack() -> Option<(usize, usize)> {
+        let (low, _) = stack_bounds()?;
+        live_stack(low)
+    }
+
     /// [stack pointer, top of this thread's stack), or `None` when `sp` is not on the stack
     /// glibc knows for this thread.
     fn live_stack(sp: usize) -> Option<(usize, usize)> {
@@ -1018,6 +1031,10 @@ mod os {
 
     pub(super) fn loaded_object_files() -> Vec<super::LoadedObject> {
         Vec::new()
+    }
+
+    pub(super) fn own_stack() -> Option<(usize, usize)> {
+        None
     }
 
     pub(super) fn classify(

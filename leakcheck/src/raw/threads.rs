@@ -10,10 +10,15 @@
 //! and before it runs anything of the runner's, so that call is where its check opens, under
 //! the test's name. The check ends in a thread-specific key's destructor, which glibc runs after
 //! the thread's thread-local destructors: the thread's own data is gone by then.
+//!
+//! Threads started inside a check, or while a process-wide check runs, are also listed in a
+//! roster (tid and stack) until they exit: when their check ends, the stacks of those still
+//! running are roots of its scan (`crate::thread_roots`), as every live thread's stack is for
+//! LeakSanitizer. A pool or an executor started by a test keeps its queues there.
 
 use crate::track;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
@@ -59,6 +64,8 @@ struct Inherit {
     blocked: bool,
     /// Created by the main thread while `LEAKCHECK_ALL_TESTS` is on: a test thread.
     candidate: bool,
+    /// The scope whose roster the thread joins (its own, or the process-wide one), or 0.
+    roster: u32,
 }
 
 thread_local! {
@@ -77,11 +84,15 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         scope,
         blocked,
         candidate,
+        roster,
     } = unsafe {
         let inherit = data.read();
         System.dealloc(data.cast(), Layout::new::<Inherit>());
         inherit
     };
+    if roster != 0 {
+        join_roster(roster);
+    }
     if blocked {
         track::start_ignored();
     } else if scope != 0 {
@@ -101,6 +112,9 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 extern "C" fn thread_exited(value: *mut c_void) {
+    // Off the roster first: once the count below reaches 0 the check may scan, and this
+    // thread's stack is no root any more.
+    left_roster(core::ptr::null_mut());
     track::inherited_thread_exited(value as usize as u32);
 }
 
@@ -165,7 +179,12 @@ pub unsafe extern "C" fn pthread_create(
     let blocked = scope == 0 && track::new_threads_start_ignored();
     let candidate = crate::all_tests::enabled() && track::on_main_thread();
     let inherits = scope != 0 && !blocked && track::inherited_thread_starting(scope);
-    if blocked || inherits || candidate {
+    let roster = if inherits {
+        scope
+    } else {
+        track::process_scope_for_new_thread()
+    };
+    if blocked || inherits || candidate || roster != 0 {
         let scope = if inherits { scope } else { 0 };
         // SAFETY: the layout has a non-zero size.
         let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
@@ -178,6 +197,7 @@ pub unsafe extern "C" fn pthread_create(
                     scope,
                     blocked,
                     candidate,
+                    roster,
                 })
             };
             // SAFETY: the caller's contract, with our start routine and its data in place of
@@ -252,4 +272,94 @@ pub(crate) fn at_test_thread_exit(token: u32) -> bool {
 /// runs a check.
 pub(crate) fn interposer_address() -> usize {
     pthread_create as *const () as usize ^ pthread_setname_np as *const () as usize
+}
+
+/// How many threads the roster lists at once; a thread that finds it full is not listed (its
+/// stack is then no root, and a block only it keeps is reported).
+const ROSTER_SIZE: usize = 512;
+/// A roster entry's scope while its thread writes it.
+const WRITING: u32 = u32::MAX;
+
+/// One listed thread. Free while `scope` is 0.
+struct Member {
+    scope: AtomicU32,
+    tid: AtomicI32,
+    /// [low, end) of the thread's stack, its static TLS included, its descriptor left out.
+    low: AtomicUsize,
+    end: AtomicUsize,
+}
+
+static ROSTER: [Member; ROSTER_SIZE] = [const {
+    Member {
+        scope: AtomicU32::new(0),
+        tid: AtomicI32::new(0),
+        low: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+    }
+}; ROSTER_SIZE];
+
+/// The key whose destructor takes an exiting thread off the roster.
+static ROSTER_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+extern "C" fn left_roster(_: *mut c_void) {
+    let tid = super::current_thread_id() as i32;
+    for member in &ROSTER {
+        if member.tid.load(Ordering::Acquire) == tid && member.scope.load(Ordering::Acquire) != 0 {
+            member.tid.store(0, Ordering::Release);
+            member.scope.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Lists the calling thread under `scope` until it exits. Never allocates.
+fn join_roster(scope: u32) {
+    let Some((low, end)) = super::scan::own_stack() else {
+        return;
+    };
+    let tid = super::current_thread_id() as i32;
+    let Some(member) = ROSTER.iter().find(|m| {
+        m.scope
+            .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        return;
+    };
+    member.tid.store(tid, Ordering::Relaxed);
+    member.low.store(low, Ordering::Relaxed);
+    member.end.store(end, Ordering::Relaxed);
+    member.scope.store(scope, Ordering::Release);
+    if !at_exit(&ROSTER_KEY, left_roster, 1) {
+        member.tid.store(0, Ordering::Release);
+        member.scope.store(0, Ordering::Release);
+    }
+}
+
+/// A listed thread: its kernel id and its stack as [low, end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) tid: i32,
+    pub(crate) low: usize,
+    pub(crate) end: usize,
+}
+
+/// The threads listed under `scope` now (started inside it and not yet exited).
+pub(crate) fn listed_under(scope: u32) -> Vec<Listed> {
+    let mut listed = Vec::new();
+    for member in &ROSTER {
+        if scope == 0 || member.scope.load(Ordering::Acquire) != scope {
+            continue;
+        }
+        let found = Listed {
+            tid: member.tid.load(Ordering::Relaxed),
+            low: member.low.load(Ordering::Relaxed),
+            end: member.end.load(Ordering::Relaxed),
+        };
+        // An entry freed and taken again while it was read is skipped.
+        if member.scope.load(Ordering::Acquire) == scope
+            && member.tid.load(Ordering::Relaxed) == found.tid
+        {
+            listed.push(found);
+        }
+    }
+    listed
 }

@@ -27,12 +27,16 @@ fn main() {
         "definite::arc_cycle" => accuracy_fixture::arc_cycle(),
         "definite::leaked_linked_list" => accuracy_fixture::leak_linked_list(),
         "definite::leak_beside_a_caught_panic" => accuracy_fixture::leak_beside_a_caught_panic(),
+        "definite::leak_beside_a_worker_left_running" => {
+            accuracy_fixture::leak_beside_a_worker_left_running()
+        }
         "threads::leak_in_std_thread_spawn_joined" => accuracy_fixture::leak_in_spawned_thread(),
         "threads::leak_in_thread_scope" => accuracy_fixture::leak_in_scoped_thread(),
         "threads::leak_in_thread_builder" => accuracy_fixture::leak_in_builder_thread(),
         "threads::leak_in_thread_started_by_a_spawned_thread" => {
             accuracy_fixture::leak_in_grandchild_thread()
         }
+        "threads::leak_in_a_thread_left_running" => accuracy_fixture::leak_in_a_thread_left_running(),
         // As `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` expands: a runtime
         // built for the test and dropped after it.
         "tokio_runtime::leak_in_a_spawned_task" | "tokio_runtime::leak_in_spawn_blocking" => {

@@ -12,7 +12,8 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// `Box::leak` of a 1,101-byte buffer.
 #[inline(never)]
@@ -177,6 +178,72 @@ pub fn leak_in_grandchild_thread() {
     .unwrap();
 }
 
+/// What a worker left running gets: a buffer to keep, and where to say it has.
+pub type Job = (Vec<u8>, Sender<usize>);
+
+/// Starts a worker thread and leaves it running, as a pool or an executor started lazily by
+/// the first code that needs it: it waits for jobs on a channel and keeps every buffer it gets,
+/// on its own stack, for good. Returns the channel's sending end.
+pub fn start_worker_that_keeps_its_jobs() -> Sender<Job> {
+    let (jobs, inbox) = channel::<Job>();
+    std::thread::spawn(move || {
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        for (buffer, reply) in inbox {
+            kept.push(buffer);
+            let _ = reply.send(kept.len());
+        }
+    });
+    jobs
+}
+
+/// Hands `count` buffers of `bytes` bytes to `worker` and waits until it has kept each one.
+pub fn hand_jobs_to(worker: &Sender<Job>, count: usize, bytes: usize) {
+    for i in 0..count {
+        let (reply, replied) = channel();
+        worker.send((vec![i as u8; bytes], reply)).unwrap();
+        replied.recv().unwrap();
+    }
+}
+
+/// Starts a worker, left running with three buffers it keeps (none of them lost), then forgets
+/// 1,818 bytes.
+#[inline(never)]
+pub fn leak_beside_a_worker_left_running() {
+    static WORKER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| Mutex::new(start_worker_that_keeps_its_jobs()));
+    hand_jobs_to(&worker.lock().unwrap(), 3, 700);
+    std::mem::forget(black_box(vec![0x18u8; 1_818])); // site: beside_worker_left_running
+}
+
+/// Starts a thread that forgets 2,707 bytes and then parks for good: it outlives the caller.
+/// The block is made in a frame of its own, overwritten before the thread parks, so that no
+/// stale copy of its address stays on the stack the thread keeps.
+#[inline(never)]
+pub fn leak_in_a_thread_left_running() {
+    let (started, ready) = channel::<()>();
+    std::thread::spawn(move || {
+        forget_on_this_thread();
+        scrub_the_stack_below();
+        started.send(()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    ready.recv().unwrap();
+}
+
+#[inline(never)]
+fn forget_on_this_thread() {
+    std::mem::forget(black_box(vec![0x27u8; 2_707])); // site: thread_left_running
+}
+
+/// Overwrites 8 KiB of the stack below the caller's frame, where a returned helper's frame was.
+#[inline(never)]
+fn scrub_the_stack_below() {
+    let mut area = [0usize; 1024];
+    black_box(&mut area);
+}
+
 /// A task spawned onto the current tokio runtime (a worker thread under `multi_thread`) that
 /// forgets 2,505 bytes.
 pub async fn leak_in_spawned_task() {
@@ -208,10 +275,12 @@ pub const DEFINITE_LEAKS: &[&str] = &[
     "definite::arc_cycle",
     "definite::leaked_linked_list",
     "definite::leak_beside_a_caught_panic",
+    "definite::leak_beside_a_worker_left_running",
     "threads::leak_in_std_thread_spawn_joined",
     "threads::leak_in_thread_scope",
     "threads::leak_in_thread_builder",
     "threads::leak_in_thread_started_by_a_spawned_thread",
+    "threads::leak_in_a_thread_left_running",
     "tokio_runtime::leak_in_a_spawned_task",
     "tokio_runtime::leak_in_spawn_blocking",
 ];

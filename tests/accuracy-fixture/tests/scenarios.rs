@@ -184,6 +184,19 @@ mod no_false_alarm {
         assert!(caught.is_err());
     }
 
+    /// A worker thread the test starts and leaves running, as a pool or an executor started
+    /// lazily by the first test that needs it: the buffers it keeps are reachable from its
+    /// stack, as LeakSanitizer sees them, and are not the test's leak.
+    #[leakcheck::test]
+    fn worker_left_running_keeps_what_it_holds() {
+        static WORKER: OnceLock<Mutex<std::sync::mpsc::Sender<accuracy_fixture::Job>>> =
+            OnceLock::new();
+        let worker = WORKER.get_or_init(|| {
+            Mutex::new(accuracy_fixture::start_worker_that_keeps_its_jobs())
+        });
+        accuracy_fixture::hand_jobs_to(&worker.lock().unwrap(), 5, 900);
+    }
+
     /// A thread-local initialised on a thread the test starts dies with the thread (its
     /// destructor frees it before `join` returns).
     #[leakcheck::test]
@@ -218,6 +231,13 @@ mod definite {
     #[leakcheck::test]
     fn box_into_raw_never_reclaimed() {
         black_box(accuracy_fixture::box_into_raw());
+    }
+
+    /// The worker the test leaves running, and what it keeps, are not the leak; the forgotten
+    /// block is.
+    #[leakcheck::test]
+    fn leak_beside_a_worker_left_running() {
+        accuracy_fixture::leak_beside_a_worker_left_running();
     }
 
     /// The caught panic's message in libtest's capture is not the leak; the forgotten block is.
@@ -263,6 +283,13 @@ mod threads {
     #[leakcheck::test]
     fn leak_in_thread_started_by_a_spawned_thread() {
         accuracy_fixture::leak_in_grandchild_thread();
+    }
+
+    /// A thread that outlives the test leaked before it parked: its live stack is a root, and
+    /// does not hide the leak.
+    #[leakcheck::test]
+    fn leak_in_a_thread_left_running() {
+        accuracy_fixture::leak_in_a_thread_left_running();
     }
 }
 
