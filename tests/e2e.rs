@@ -47,6 +47,8 @@ const PASSING: &[&str] = &[
     "should_panic_leaks_then_panics",
     "tokio_above_clean",
     "tokio_below_clean",
+    "test_written_above_inside_a_macro",
+    "test_written_by_a_macro",
 ];
 
 const IGNORED: &str = "ignored_leaking";

@@ -28,14 +28,16 @@ pub fn leakcheck(
     args: proc_macro::TokenStream,
     item: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
-    let test_above = test_written_above_call_site();
+    let test_above = test_written_above(proc_macro::Span::call_site())
+        || function_name(&item).is_some_and(|name| test_written_above_line(name.span()));
     expand::expand(args.into(), item.into(), test_above).into()
 }
 
 /// A built-in `#[test]` above `#[leakcheck]` has expanded already and left no mark on the
-/// function, so the only place it still shows is the source text.
-fn test_written_above_call_site() -> bool {
-    let span = proc_macro::Span::call_site();
+/// function, so the only place it still shows is the source text: before the attribute (at
+/// `span`), or, when a macro passed the attributes on (`proptest!`, a `macro_rules!` of the
+/// user's), above the function's name where the user wrote it.
+fn test_written_above(span: proc_macro::Span) -> bool {
     let Some(path) = span.local_file() else {
         return false;
     };
@@ -43,4 +45,31 @@ fn test_written_above_call_site() -> bool {
         return false;
     };
     test_attr::test_written_above(&source, span.line(), span.column())
+}
+
+/// [`test_written_above`] for the lines above the one `span` starts, only.
+fn test_written_above_line(span: proc_macro::Span) -> bool {
+    let Some(path) = span.local_file() else {
+        return false;
+    };
+    let Ok(source) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    test_attr::test_written_above(&source, span.line(), 0)
+}
+
+/// The name of the function `item` declares, if it does.
+fn function_name(item: &proc_macro::TokenStream) -> Option<proc_macro::Ident> {
+    let mut tokens = item.clone().into_iter();
+    while let Some(token) = tokens.next() {
+        if let proc_macro::TokenTree::Ident(ident) = &token {
+            if ident.to_string() == "fn" {
+                return match tokens.next() {
+                    Some(proc_macro::TokenTree::Ident(name)) => Some(name),
+                    _ => None,
+                };
+            }
+        }
+    }
+    None
 }

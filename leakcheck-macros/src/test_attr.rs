@@ -69,8 +69,19 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
         return false;
     };
     let before: String = own.chars().take(column).collect();
-    if leading_attributes(before.trim()).is_some_and(|attrs| makes_a_test(&attrs)) {
+    // The call site of an attribute macro starts at its `[`; a `$(` opens a macro's repetition
+    // of attributes (`$(#[$meta])*`), which those written above are part of.
+    let before = before.trim_end();
+    let before = before.strip_suffix('#').unwrap_or(before).trim_end();
+    let before = before.strip_suffix("$(").unwrap_or(before);
+    let (rest, attributes) = trailing_attributes(before);
+    if makes_a_test(&attributes) {
         return true;
+    }
+    if !rest.trim().is_empty() {
+        // Other code before the attributes on this line (a `macro_rules!` arm written on one
+        // line, say): the attribute list starts here.
+        return false;
     }
     for text in lines[..line - 1].iter().rev() {
         let text = text.trim();
@@ -101,9 +112,38 @@ fn makes_a_test(attributes: &[&str]) -> bool {
             .take_while(|&c| c != '(' && c != '=')
             .filter(|c| !c.is_whitespace())
             .collect();
+        // `#[leakcheck::test]` is this attribute itself, under its alias.
+        if path.trim_start_matches("::").starts_with("leakcheck::") {
+            return false;
+        }
         let last = path.rsplit("::").next().unwrap_or("");
         TEST_ATTRIBUTES.contains(&last) || GENERATES_ARGUMENTS.contains(&last)
     })
+}
+
+/// The attributes that `text` ends with, each as the text inside its `#[...]`, and what comes
+/// before them.
+fn trailing_attributes(text: &str) -> (&str, Vec<&str>) {
+    let mut attributes = Vec::new();
+    let mut rest = text.trim_end();
+    while rest.ends_with(']') {
+        let mut depth = 0;
+        let open = rest.char_indices().rev().find_map(|(i, c)| {
+            match c {
+                ']' => depth += 1,
+                '[' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        });
+        let Some(open) = open.filter(|&open| rest[..open].ends_with('#')) else {
+            break;
+        };
+        attributes.push(&rest[open + 1..rest.len() - 1]);
+        rest = rest[..open - 1].trim_end();
+    }
+    attributes.reverse();
+    (rest, attributes)
 }
 
 /// The attributes `text` starts with, each as the text inside its `#[...]`, if nothing but a
@@ -192,6 +232,36 @@ mod tests {
         );
         assert!(!test_written_above("#[leakcheck]\nfn a() {}\n", 1, 0));
         assert!(!test_written_above("", 7, 0));
+    }
+
+    #[test]
+    fn a_test_attribute_before_it_on_a_line_of_other_code_is_seen() {
+        // A `macro_rules!` arm written on one line: the attributes end where ours starts.
+        let source = "macro_rules! gen { ($n:ident) => { #[test] #[leakcheck] fn $n() {} } }\n";
+        assert!(test_written_above(source, 1, 43));
+        let source = "macro_rules! gen { ($n:ident) => { #[inline] #[leakcheck] fn $n() {} } }\n";
+        assert!(!test_written_above(source, 1, 45));
+        // quickcheck!'s expansion: its `#[test]`, then the user's attributes passed on.
+        let source = "    #[test]\n    $(#[$m])*\n    fn $name() {}\n";
+        assert!(test_written_above(source, 2, 7));
+        // Above a function's name: this attribute under its alias is no other test attribute.
+        let source = "#[leakcheck::test]\nfn a() {}\n";
+        assert!(!test_written_above(source, 2, 0));
+        let source = "#[::leakcheck::test]\n#[should_panic]\nfn a() {}\n";
+        assert!(!test_written_above(source, 3, 0));
+        // Code before the attribute list on its line: the lines above are another item's.
+        let source = "#[test]\nfn z() {} #[leakcheck] fn a() {}\n";
+        assert!(!test_written_above(source, 2, 10));
+    }
+
+    #[test]
+    fn trailing_attributes_are_split_off_the_end() {
+        assert_eq!(
+            trailing_attributes("x => { #[a(b[1])] #[test] "),
+            ("x => {", vec!["a(b[1])", "test"])
+        );
+        assert_eq!(trailing_attributes("v[0]"), ("v[0]", vec![]));
+        assert_eq!(trailing_attributes(""), ("", vec![]));
     }
 
     fn attrs(item: syn::ItemFn) -> Vec<Attribute> {
