@@ -474,16 +474,16 @@ pub(crate) fn classify(records: &[Record], scope: u32) -> Vec<Kind> {
     scan::classify_without_stack(
         &blocks,
         &transit,
-        &threads.ranges(),
+        threads.ranges(),
         crate::noise::excluded_statics(),
     )
-        .into_iter()
-        .map(|reach| match reach {
-            Reach::DefinitelyLost => Kind::Definite,
-            Reach::IndirectlyLost => Kind::Indirect,
-            Reach::Reachable => Kind::Reachable,
-        })
-        .collect()
+    .into_iter()
+    .map(|reach| match reach {
+        Reach::DefinitelyLost => Kind::Definite,
+        Reach::IndirectlyLost => Kind::Indirect,
+        Reach::Reachable => Kind::Reachable,
+    })
+    .collect()
 }
 
 fn by_stack(records: &[Record]) -> HashMap<u32, (usize, usize)> {

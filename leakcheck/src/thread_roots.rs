@@ -1,34 +1,32 @@
 //! Roots in the threads a check started that still run when it ends (a pool, an executor, a
 //! worker fed by a channel, started lazily by the test that first needs it): the live part of
 //! each one's stack, from its stack pointer to its top (its static TLS included), and the
-//! registers the kernel shows for it. LeakSanitizer scans every live thread this way; leakcheck
-//! scans only a check's own threads, because under a parallel runner the other threads run
-//! other tests, whose stacks hold stale copies of this test's addresses.
+//! LeakSanitizer scans every live thread this way, with its registers; leakcheck scans only a
+//! check's own threads, because under a parallel runner the other threads run other tests,
+//! whose stacks hold stale copies of this test's addresses.
 //!
 //! The stack pointer of a thread blocked in a system call (a pool waiting for work) is in
-//! `/proc/self/task/TID/syscall`, with the call's six argument registers. A thread that keeps
-//! running through a few reads has its whole stack read instead: more words, so a stale one
-//! may keep a lost block, but never a block it does keep reported lost.
+//! `/proc/self/task/TID/syscall`. The six argument registers shown there are left out: the
+//! kernel shows all six whatever the call takes, and the unused ones held a lost block's
+//! address left over from the allocation. A thread that keeps running through a few reads has
+//! its whole stack read instead: more words, so a stale one may keep a lost block, but never a
+//! block it does keep reported lost. A thread whose start routine has returned is no root: it
+//! is only freeing its thread-locals on its way out.
 #![forbid(unsafe_code)]
 
 /// How often a running thread's stack pointer is asked for before its whole stack is read.
 const TRIES: u32 = 20;
 
-/// Root ranges, as `(start, length)`, for a scan made while `self` is alive: the registers
-/// are words in a buffer of its own, which the ranges point into.
+/// Root ranges, as `(start, length)`.
 pub(crate) struct ThreadRoots {
     stacks: Vec<(usize, usize)>,
-    registers: Vec<usize>,
 }
 
 impl ThreadRoots {
     /// The roots of the threads listed under `scope` (see `raw::threads`), except the calling
     /// thread's, whose stack is left out on purpose (see `check::classify`).
     pub(crate) fn of(scope: u32) -> ThreadRoots {
-        let mut roots = ThreadRoots {
-            stacks: Vec::new(),
-            registers: Vec::new(),
-        };
+        let mut roots = ThreadRoots { stacks: Vec::new() };
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
             let me = crate::raw::current_thread_id() as i32;
@@ -36,12 +34,8 @@ impl ThreadRoots {
                 if thread.tid == me || thread.low >= thread.end {
                     continue;
                 }
-                let from = match blocked_state(thread.tid) {
-                    Some(state) => {
-                        roots.registers.extend(state.arguments);
-                        // The red zone below the stack pointer may hold a leaf's live words.
-                        state.stack_pointer.saturating_sub(128).max(thread.low)
-                    }
+                let from = match stack_pointer(thread.tid) {
+                    Some(sp) => sp.max(thread.low),
                     None => thread.low,
                 };
                 if from < thread.end {
@@ -54,57 +48,38 @@ impl ThreadRoots {
         roots
     }
 
-    /// The ranges to scan, as `(start, length)`; valid while `self` lives.
-    pub(crate) fn ranges(&self) -> Vec<(usize, usize)> {
-        let mut ranges = self.stacks.clone();
-        if !self.registers.is_empty() {
-            ranges.push((
-                self.registers.as_ptr() as usize,
-                std::mem::size_of_val(self.registers.as_slice()),
-            ));
-        }
-        ranges
+    /// The ranges to scan, as `(start, length)`.
+    pub(crate) fn ranges(&self) -> &[(usize, usize)] {
+        &self.stacks
     }
 }
 
-/// What the kernel shows of a thread stopped in (or on its way into) the kernel.
-#[derive(Debug, PartialEq, Eq)]
-struct Blocked {
-    stack_pointer: usize,
-    arguments: Vec<usize>,
-}
-
-/// Asks up to [`TRIES`] times for the state of thread `tid`; `None` while it runs, or when
-/// the kernel does not say.
+/// The stack pointer of thread `tid`, asked for up to [`TRIES`] times; `None` while it runs,
+/// or when the kernel does not say.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn blocked_state(tid: i32) -> Option<Blocked> {
+fn stack_pointer(tid: i32) -> Option<usize> {
     let path = format!("/proc/self/task/{tid}/syscall");
     for _ in 0..TRIES {
         let text = std::fs::read_to_string(&path).ok()?;
-        if let Some(state) = parse_syscall(&text) {
-            return Some(state);
+        if let Some(sp) = parse_stack_pointer(&text) {
+            return Some(sp);
         }
         std::thread::sleep(std::time::Duration::from_micros(100));
     }
     None
 }
 
-/// Parses `/proc/PID/task/TID/syscall`: `running`; or `-1 SP PC` for a thread blocked outside
-/// a system call; or `NR ARG1 .. ARG6 SP PC`, the numbers after NR in hexadecimal.
-fn parse_syscall(text: &str) -> Option<Blocked> {
+/// The stack pointer in `/proc/PID/task/TID/syscall`: `running` has none; a thread blocked
+/// outside a system call shows `-1 SP PC`, one inside a call `NR ARG1 .. ARG6 SP PC`, the
+/// numbers after NR in hexadecimal.
+fn parse_stack_pointer(text: &str) -> Option<usize> {
     let fields: Vec<&str> = text.split_whitespace().collect();
-    let hex = |field: &str| usize::from_str_radix(field.strip_prefix("0x")?, 16).ok();
-    match fields.len() {
-        3 => Some(Blocked {
-            stack_pointer: hex(fields[1])?,
-            arguments: Vec::new(),
-        }),
-        9 => Some(Blocked {
-            stack_pointer: hex(fields[7])?,
-            arguments: fields[1..7].iter().map(|f| hex(f)).collect::<Option<_>>()?,
-        }),
-        _ => None,
-    }
+    let field = match fields.len() {
+        3 => fields[1],
+        9 => fields[7],
+        _ => return None,
+    };
+    usize::from_str_radix(field.strip_prefix("0x")?, 16).ok()
 }
 
 #[cfg(test)]
@@ -112,51 +87,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_in_a_system_call_shows_its_stack_pointer_and_arguments() {
+    fn a_thread_in_a_system_call_shows_its_stack_pointer() {
         let text = "202 0x7f3a0000a0b0 0x80 0x0 0x0 0x0 0x0 0x7f3a12345670 0x7f3a9876543a\n";
-        assert_eq!(
-            parse_syscall(text),
-            Some(Blocked {
-                stack_pointer: 0x7f3a_1234_5670,
-                arguments: vec![0x7f3a_0000_a0b0, 0x80, 0, 0, 0, 0],
-            })
-        );
+        assert_eq!(parse_stack_pointer(text), Some(0x7f3a_1234_5670));
     }
 
     #[test]
     fn a_thread_blocked_outside_a_system_call_shows_its_stack_pointer() {
-        let state = parse_syscall("-1 0x7ffc00001000 0x55550000abcd\n").unwrap();
-        assert_eq!(state.stack_pointer, 0x7ffc_0000_1000);
-        assert!(state.arguments.is_empty());
+        let text = "-1 0x7ffc00001000 0x55550000abcd\n";
+        assert_eq!(parse_stack_pointer(text), Some(0x7ffc_0000_1000));
     }
 
     #[test]
     fn a_running_thread_shows_nothing() {
-        assert_eq!(parse_syscall("running\n"), None);
-        assert_eq!(parse_syscall(""), None);
+        assert_eq!(parse_stack_pointer("running\n"), None);
+        assert_eq!(parse_stack_pointer(""), None);
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn a_parked_thread_reads_as_blocked_inside_its_own_stack() {
-        let (tx, rx) = std::sync::mpsc::channel::<i32>();
+        let (tx, rx) = std::sync::mpsc::channel::<(i32, usize)>();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let parked = std::thread::spawn(move || {
-            tx.send(crate::raw::current_thread_id() as i32).unwrap();
+            let here = 0u8;
+            let at = std::hint::black_box(&here) as *const u8 as usize;
+            tx.send((crate::raw::current_thread_id() as i32, at))
+                .unwrap();
             done_rx.recv().unwrap();
         });
-        let tid = rx.recv().unwrap();
-        let mut state = None;
+        let (tid, local) = rx.recv().unwrap();
+        let mut sp = None;
         for _ in 0..200 {
-            state = blocked_state(tid);
-            if state.is_some() {
+            sp = stack_pointer(tid);
+            if sp.is_some() {
                 break;
             }
         }
         done_tx.send(()).unwrap();
         parked.join().unwrap();
-        let state = state.expect("a thread waiting in recv is blocked in futex");
-        assert_eq!(state.arguments.len(), 6);
-        assert!(state.stack_pointer != 0);
+        let sp = sp.expect("a thread waiting in recv is blocked in futex");
+        assert!(
+            sp < local && local - sp < 64 * 1024,
+            "sp {sp:#x}, a local at {local:#x}"
+        );
     }
 }

@@ -102,7 +102,13 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
     if candidate {
         let _ = CANDIDATE.try_with(|c| c.set(true));
     }
-    start(arg)
+    let result = start(arg);
+    if roster != 0 {
+        // Only thread-local destructors run from here on; stale words on the way out are no
+        // roots (a check waiting for this thread to exit may give up waiting first).
+        left_roster(core::ptr::null_mut());
+    }
+    result
 }
 
 /// A thread-specific key whose destructor tells the scope that one of its threads is gone.
