@@ -12,8 +12,9 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// `Box::leak` of a 1,101-byte buffer.
 #[inline(never)]
@@ -178,30 +179,48 @@ pub fn leak_in_grandchild_thread() {
     .unwrap();
 }
 
-/// What a worker left running gets: a buffer to keep, and where to say it has.
-pub type Job = (Vec<u8>, Sender<usize>);
-
-/// Starts a worker thread and leaves it running, as a pool or an executor started lazily by
-/// the first code that needs it: it waits for jobs on a channel and keeps every buffer it gets,
-/// on its own stack, for good. Returns the channel's sending end.
-pub fn start_worker_that_keeps_its_jobs() -> Sender<Job> {
-    let (jobs, inbox) = channel::<Job>();
-    std::thread::spawn(move || {
-        let mut kept: Vec<Vec<u8>> = Vec::new();
-        for (buffer, reply) in inbox {
-            kept.push(buffer);
-            let _ = reply.send(kept.len());
-        }
-    });
-    jobs
+/// A worker thread left running, as a pool or an executor started lazily by the first code
+/// that needs it: it waits for buffers on a channel and keeps every one it gets, on its own
+/// stack, for good. Nothing it or its callers allocate is freed, so that no freed block's
+/// address is left in a consumed channel slot, where a later leak at the same address would
+/// look reachable to any conservative scan.
+pub struct Worker {
+    buffers: Mutex<Sender<Vec<u8>>>,
+    /// How many buffers the worker has kept.
+    kept: Arc<(Mutex<usize>, Condvar)>,
 }
 
-/// Hands `count` buffers of `bytes` bytes to `worker` and waits until it has kept each one.
-pub fn hand_jobs_to(worker: &Sender<Job>, count: usize, bytes: usize) {
-    for i in 0..count {
-        let (reply, replied) = channel();
-        worker.send((vec![i as u8; bytes], reply)).unwrap();
-        replied.recv().unwrap();
+impl Worker {
+    /// Starts the worker thread.
+    pub fn start() -> Worker {
+        let (buffers, inbox) = channel::<Vec<u8>>();
+        let kept = Arc::new((Mutex::new(0), Condvar::new()));
+        let counter = Arc::clone(&kept);
+        std::thread::spawn(move || {
+            let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(64);
+            for buffer in inbox {
+                buffers.push(buffer);
+                *counter.0.lock().unwrap() = buffers.len();
+                counter.1.notify_all();
+            }
+        });
+        Worker {
+            buffers: Mutex::new(buffers),
+            kept,
+        }
+    }
+
+    /// Hands `count` buffers of `bytes` bytes to the worker and waits until it has kept them.
+    pub fn hand_over(&self, count: usize, bytes: usize) {
+        let sender = self.buffers.lock().unwrap();
+        let target = *self.kept.0.lock().unwrap() + count;
+        for i in 0..count {
+            sender.send(vec![i as u8; bytes]).unwrap();
+        }
+        let mut kept = self.kept.0.lock().unwrap();
+        while *kept < target {
+            kept = self.kept.1.wait(kept).unwrap();
+        }
     }
 }
 
@@ -209,9 +228,8 @@ pub fn hand_jobs_to(worker: &Sender<Job>, count: usize, bytes: usize) {
 /// 1,818 bytes.
 #[inline(never)]
 pub fn leak_beside_a_worker_left_running() {
-    static WORKER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
-    let worker = WORKER.get_or_init(|| Mutex::new(start_worker_that_keeps_its_jobs()));
-    hand_jobs_to(&worker.lock().unwrap(), 3, 700);
+    static WORKER: OnceLock<Worker> = OnceLock::new();
+    WORKER.get_or_init(Worker::start).hand_over(3, 700);
     std::mem::forget(black_box(vec![0x18u8; 1_818])); // site: beside_worker_left_running
 }
 
@@ -220,16 +238,20 @@ pub fn leak_beside_a_worker_left_running() {
 /// stale copy of its address stays on the stack the thread keeps.
 #[inline(never)]
 pub fn leak_in_a_thread_left_running() {
-    let (started, ready) = channel::<()>();
+    static LEAKED: AtomicBool = AtomicBool::new(false);
+    let caller = std::thread::current();
     std::thread::spawn(move || {
         forget_on_this_thread();
         scrub_the_stack_below();
-        started.send(()).unwrap();
+        LEAKED.store(true, Ordering::Release);
+        caller.unpark();
         loop {
             std::thread::park();
         }
     });
-    ready.recv().unwrap();
+    while !LEAKED.load(Ordering::Acquire) {
+        std::thread::park();
+    }
 }
 
 #[inline(never)]

@@ -189,12 +189,10 @@ mod no_false_alarm {
     /// stack, as LeakSanitizer sees them, and are not the test's leak.
     #[leakcheck::test]
     fn worker_left_running_keeps_what_it_holds() {
-        static WORKER: OnceLock<Mutex<std::sync::mpsc::Sender<accuracy_fixture::Job>>> =
-            OnceLock::new();
-        let worker = WORKER.get_or_init(|| {
-            Mutex::new(accuracy_fixture::start_worker_that_keeps_its_jobs())
-        });
-        accuracy_fixture::hand_jobs_to(&worker.lock().unwrap(), 5, 900);
+        static WORKER: OnceLock<accuracy_fixture::Worker> = OnceLock::new();
+        WORKER
+            .get_or_init(accuracy_fixture::Worker::start)
+            .hand_over(5, 900);
     }
 
     /// A thread-local initialised on a thread the test starts dies with the thread (its
