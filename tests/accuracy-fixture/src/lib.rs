@@ -224,12 +224,24 @@ impl Worker {
     }
 }
 
-/// Starts a worker, left running with three buffers it keeps (none of them lost), then forgets
-/// 1,818 bytes.
+/// Forgets 1,818 bytes, then starts a worker, left running with three buffers it keeps (none of
+/// them lost).
+///
+/// The leak comes first, in a frame of its own that is overwritten before the worker starts:
+/// building the worker's channel moves a value with padding from the stack into the heap, and
+/// whatever the padding's stack slot held goes with it. Made after, the leak landed, 4 times
+/// in 87 runs at 2 threads, at an address a word in that padding already held, and looked
+/// reachable: to leakcheck's scan as to valgrind's or LeakSanitizer's.
 #[inline(never)]
 pub fn leak_beside_a_worker_left_running() {
+    forget_beside_the_worker();
+    scrub_the_stack_below();
     static WORKER: OnceLock<Worker> = OnceLock::new();
     WORKER.get_or_init(Worker::start).hand_over(3, 700);
+}
+
+#[inline(never)]
+fn forget_beside_the_worker() {
     std::mem::forget(black_box(vec![0x18u8; 1_818])); // site: beside_worker_left_running
 }
 
