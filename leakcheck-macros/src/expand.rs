@@ -53,6 +53,15 @@ fn try_expand(
     test_above: bool,
     build: harness::Build,
 ) -> syn::Result<TokenStream> {
+    if build == harness::Build::DocTest {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "leakcheck: `#[leakcheck]` cannot run in a doc test: rustdoc compiles a doc test as \
+             a program, without the test harness, and a test function in it would never run; \
+             in a doc test, call `leakcheck::check(|| { .. })` and assert on the report it \
+             returns (`assert!(report.is_clean(), \"{report}\")`)",
+        ));
+    }
     let raw_args = args.clone();
     let args = attr::parse(args);
     let item: Item = syn::parse2(item)?;
@@ -328,6 +337,9 @@ mod harness {
         /// A compiler run without `--test`: a `harness = false` target (or any other crate
         /// built without `--test`), where `#[test]` functions are compiled out.
         Harness,
+        /// A doc test: rustdoc compiles each one as a program named `rust_out`, without
+        /// `--test`, so a test function in it would be compiled out and never run.
+        DocTest,
     }
 
     impl Build {
@@ -355,7 +367,14 @@ mod harness {
                 .iter()
                 .any(|arg| arg == "--crate-name" || arg.starts_with("--crate-name="));
             let test = args.iter().any(|arg| arg == "--test");
-            if compiling && !test {
+            let doc_test = args.windows(2).any(|pair| {
+                pair[0] == "-o"
+                    && std::path::Path::new(&pair[1]).file_name()
+                        == Some(std::ffi::OsStr::new("rust_out"))
+            });
+            if doc_test && !test {
+                Build::DocTest
+            } else if compiling && !test {
                 Build::Harness
             } else {
                 Build::Libtest
@@ -537,6 +556,16 @@ mod harness {
                 Build::Libtest
             );
             assert_eq!(Build::current(), Build::Libtest);
+            // rustdoc's command line for a doc test.
+            let doc_test = [
+                "--edition",
+                "2021",
+                "--crate-type=bin",
+                "-o",
+                "/tmp/rustdoctestX/rust_out",
+                "-",
+            ];
+            assert_eq!(Build::from_args(&args(&doc_test)), Build::DocTest);
         }
 
         #[test]

@@ -55,7 +55,14 @@
 //!   future and is dropped inside the check. The runtime's own bookkeeping is freed before the
 //!   verdict, and tasks spawned onto `flavor = "multi_thread"` workers belong to the test;
 //! - goes below `#[quickcheck]` (which generates the test that calls the property with its
-//!   arguments; the other order is a compile error that says so) and below or above `#[rstest]`;
+//!   arguments; the other order is a compile error that says so) and below or above `#[rstest]`.
+//!   rstest runs a `#[fixture]` to build the test's arguments before the test, so outside the
+//!   check: to check a fixture, call it from a checked test of its own;
+//! - works inside macros that pass a test's attributes on (`proptest! { #[test]
+//!   #[leakcheck] fn .. }`, `quickcheck! { #[leakcheck] fn .. }`, a `macro_rules!` of the
+//!   project's own), registering each test once;
+//! - is a compile error in a doc test, where rustdoc builds the snippet without the test
+//!   harness and a test function would never run: call [`check`] there instead;
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
@@ -235,10 +242,11 @@
 //! formatted before the hook runs and unwinding starts after it, so a leak in a `Display` of
 //! the message or in a `Drop` that runs while unwinding still fails the test.
 //!
-//! - blocks still reachable at the end from a static or a thread-local, directly or through
-//!   other such blocks (a registry the test filled, a `thread_local!` cache): leakcheck scans
-//!   the statics of every loaded object and the test thread's TLS conservatively, like
-//!   LeakSanitizer and valgrind, and reports them in one `note:` line.
+//! - blocks still reachable at the end from a static, a thread-local, or a thread the test
+//!   started and left running, directly or through other such blocks (a registry the test
+//!   filled, a `thread_local!` cache, a pool's queue): leakcheck scans the statics of every
+//!   loaded object, the test thread's TLS and the live stacks of those threads conservatively,
+//!   like LeakSanitizer and valgrind, and reports them in one `note:` line.
 //!   `#[leakcheck(reachable = "fail")]` counts them as leaks.
 //!
 //! What is left is lost: **definitely lost** (nothing points to it) or **indirectly lost**
@@ -371,10 +379,13 @@
 //!   blocks behind, every free in the process looks its block up in leakcheck's table (a hash
 //!   and a load, and a shard lock where the shard may hold it), so unchecked code runs a little
 //!   slower than with the allocator idle (30% more instructions per alloc+free pair). The
-//!   scan does not read stack frames: the frames above a check keep stale copies of addresses
-//!   (glibc's `free` leaves the freed address behind, and the next block of that size gets
-//!   it), which made real leaks look reachable in our tests, so a block that the body hands to
-//!   a local variable of its caller counts as lost. Like every conservative scan (valgrind's,
+//!   scan does not read the test thread's stack frames: the frames above a check keep stale
+//!   copies of addresses (glibc's `free` leaves the freed address behind, and the next block
+//!   of that size gets it), which made real leaks look reachable in our tests, so a block that
+//!   the body hands to a local variable of its caller counts as lost. It reads the live stacks
+//!   of the threads the check started that still run at its end, where a word keeps a block
+//!   only by its start (or a tagged start); not the stacks of threads started before the check
+//!   or by other tests. Like every conservative scan (valgrind's,
 //!   LeakSanitizer's), it reads whole blocks, spare capacity included. Blocks made inside a
 //!   check are handed out zeroed, and the part a reallocation adds too (up to 128 KiB), so
 //!   what the memory's previous owner left there cannot point at a leak (it did: a regex
@@ -415,8 +426,9 @@
 //!   addresses; a Rust block that only a C library's static keeps (an `on_exit` argument)
 //!   therefore counts as lost. The inner allocator's own statics are read like any others:
 //!   one that keeps stale addresses in them (as glibc does) can hide a leak, rarely.
-//! - Sessions and `LEAKCHECK_AT_EXIT`: a block that only another thread's stack or a local
-//!   variable points to is labelled lost (stacks are not scanned, as in checks). A huge
+//! - Sessions and `LEAKCHECK_AT_EXIT`: a block that only a local variable, or the stack of a
+//!   thread started before the session, points to is labelled lost (as in checks, only the
+//!   stacks of threads started during the session that still run are scanned). A huge
 //!   reachable heap (a panic's backtrace loads ~50 MB of debug info) can contain a word that
 //!   happens to point into a lost block, which then shows as reachable. Exiting through a
 //!   signal or `abort` skips the at-exit report. A session cannot start while a test owns the
