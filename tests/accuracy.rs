@@ -180,11 +180,6 @@ const SCENARIOS: &[(&str, Expect)] = &[
         "threads::leak_in_thread_started_by_a_spawned_thread",
         Leaks(&[group(2_404, 1, DEFINITE, LIB, "thread_grandchild")]),
     ),
-    // A thread that outlives the test: its live stack is a root, and hides no leak.
-    (
-        "threads::leak_in_a_thread_left_running",
-        Leaks(&[group(2_707, 1, DEFINITE, LIB, "thread_left_running")]),
-    ),
     // `#[tokio::test(flavor = "multi_thread")]`: task leaks fail, the runtime never does.
     (
         "tokio_runtime::leak_in_a_spawned_task",

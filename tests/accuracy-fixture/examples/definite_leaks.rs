@@ -36,7 +36,6 @@ fn main() {
         "threads::leak_in_thread_started_by_a_spawned_thread" => {
             accuracy_fixture::leak_in_grandchild_thread()
         }
-        "threads::leak_in_a_thread_left_running" => accuracy_fixture::leak_in_a_thread_left_running(),
         // As `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` expands: a runtime
         // built for the test and dropped after it.
         "tokio_runtime::leak_in_a_spawned_task" | "tokio_runtime::leak_in_spawn_blocking" => {

@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
@@ -245,32 +244,6 @@ fn forget_beside_the_worker() {
     std::mem::forget(black_box(vec![0x18u8; 1_818])); // site: beside_worker_left_running
 }
 
-/// Starts a thread that forgets 2,707 bytes and then parks for good: it outlives the caller.
-/// The block is made in a frame of its own, overwritten before the thread parks, so that no
-/// stale copy of its address stays on the stack the thread keeps.
-#[inline(never)]
-pub fn leak_in_a_thread_left_running() {
-    static LEAKED: AtomicBool = AtomicBool::new(false);
-    let caller = std::thread::current();
-    std::thread::spawn(move || {
-        forget_on_this_thread();
-        scrub_the_stack_below();
-        LEAKED.store(true, Ordering::Release);
-        caller.unpark();
-        loop {
-            std::thread::park();
-        }
-    });
-    while !LEAKED.load(Ordering::Acquire) {
-        std::thread::park();
-    }
-}
-
-#[inline(never)]
-fn forget_on_this_thread() {
-    std::mem::forget(black_box(vec![0x27u8; 2_707])); // site: thread_left_running
-}
-
 /// Overwrites 8 KiB of the stack below the caller's frame, where a returned helper's frame was.
 #[inline(never)]
 fn scrub_the_stack_below() {
@@ -314,7 +287,6 @@ pub const DEFINITE_LEAKS: &[&str] = &[
     "threads::leak_in_thread_scope",
     "threads::leak_in_thread_builder",
     "threads::leak_in_thread_started_by_a_spawned_thread",
-    "threads::leak_in_a_thread_left_running",
     "tokio_runtime::leak_in_a_spawned_task",
     "tokio_runtime::leak_in_spawn_blocking",
 ];

@@ -282,13 +282,6 @@ mod threads {
     fn leak_in_thread_started_by_a_spawned_thread() {
         accuracy_fixture::leak_in_grandchild_thread();
     }
-
-    /// A thread that outlives the test leaked before it parked: its live stack is a root, and
-    /// does not hide the leak.
-    #[leakcheck::test]
-    fn leak_in_a_thread_left_running() {
-        accuracy_fixture::leak_in_a_thread_left_running();
-    }
 }
 
 /// `#[tokio::test(flavor = "multi_thread")]`: the runtime is built and dropped inside the
