@@ -17,6 +17,10 @@ use std::fmt;
 /// How long a check waits for threads it started to finish exiting before it judges.
 const THREAD_EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a check waits, after [`THREAD_EXIT_GRACE`], for the threads it started that still
+/// run to exit or settle (see `thread_roots::wait_until_settled`).
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why a check could not start.
 #[derive(Debug)]
 pub(crate) enum StartError {
@@ -196,7 +200,7 @@ impl<'c> Runner<'c> {
     pub(crate) fn finish(self) -> Report {
         let (judged, finished) = self.judge();
         let report = judged.report();
-        settle(finished, &judged.records, &judged.kinds);
+        settle(finished, &judged.records, &judged.kinds, &judged.held);
         report
     }
 
@@ -261,6 +265,7 @@ impl<'c> Runner<'c> {
         // the heap. The waiting allocates, untracked.
         let resources = untracked(|| {
             scope.wait_for_threads(THREAD_EXIT_GRACE);
+            crate::thread_roots::wait_until_settled(scope.id(), SETTLE_LIMIT);
             watch.finish()
         });
         let finished = scope.finish();
@@ -272,9 +277,13 @@ impl<'c> Runner<'c> {
                 .collect(),
             sites: growth_sites(&by_stack_before, &by_stack_after),
         });
-        let kinds = match without_scan {
-            None => classify_settled(finished.records(), finished.id()),
-            Some(_) => vec![Kind::Definite; finished.records().len()],
+        let (kinds, held) = match without_scan {
+            None => {
+                let verdicts = classify_settled(finished.records(), finished.id());
+                let held = held_addresses(finished.records(), &verdicts.held_by_threads);
+                (verdicts.kinds, held)
+            }
+            Some(_) => (vec![Kind::Definite; finished.records().len()], Vec::new()),
         };
         // Blocks the body's threads put into shared structures (std's table of thread stacks,
         // a global pool) can be freed by other threads while the check ends: only blocks still
@@ -293,6 +302,7 @@ impl<'c> Runner<'c> {
             rules,
             records,
             kinds,
+            held,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
             stackless: track::stackless_so_far().saturating_sub(stackless_before),
             without_scan: without_scan.map(|reason| (reason.explain(), warmed_up)),
@@ -312,6 +322,8 @@ pub(crate) struct Judged<'c> {
     rules: &'static [suppress::Rule],
     records: Vec<Record>,
     kinds: Vec<Kind>,
+    /// Reachable blocks only the check's running threads keep (see [`settle`]), sorted.
+    held: Vec<usize>,
     untracked: u64,
     stackless: u64,
     without_scan: Option<(&'static str, bool)>,
@@ -369,14 +381,36 @@ impl Judged<'_> {
 
 /// Ends a finished scope, keeping its reachable blocks: they may be how a later check's blocks
 /// are reached (a cache this body created and a later one fills).
-pub(crate) fn settle(finished: track::Finished, records: &[Record], kinds: &[Kind]) {
+/// Keeps the blocks found reachable for later checks to scan through, except those only a
+/// running thread's stack keeps (`held`: addresses, sorted): no later check reads that stack,
+/// and the stale words such a block carries would only hide later leaks.
+pub(crate) fn settle(
+    finished: track::Finished,
+    records: &[Record],
+    kinds: &[Kind],
+    held: &[usize],
+) {
     finished.settle(
         records
             .iter()
             .zip(kinds)
-            .filter(|(_, kind)| **kind == Kind::Reachable)
+            .filter(|(record, kind)| {
+                **kind == Kind::Reachable && held.binary_search(&record.addr).is_err()
+            })
             .map(|(record, _)| record.addr),
     );
+}
+
+/// The addresses of the records `held_by_threads` marks, sorted (see [`settle`]).
+pub(crate) fn held_addresses(records: &[Record], held_by_threads: &[bool]) -> Vec<usize> {
+    let mut held: Vec<usize> = records
+        .iter()
+        .zip(held_by_threads)
+        .filter(|(_, &held)| held)
+        .map(|(record, _)| record.addr)
+        .collect();
+    held.sort_unstable();
+    held
 }
 
 /// Why a check judges leftover blocks without the reachability scan.
@@ -440,50 +474,103 @@ fn __rust_begin_short_backtrace<R>(scope: &Scope, body: &mut impl FnMut() -> R) 
 /// [`classify`], twice when the first scan finds lost blocks: other threads may be rewriting a
 /// shared structure (std's table of thread stacks, say) while the scan reads it, and a block
 /// reachable in either scan is reachable.
-fn classify_settled(records: &[Record], scope: u32) -> Vec<Kind> {
+fn classify_settled(records: &[Record], scope: u32) -> Verdicts {
     let first = classify(records, scope);
-    if first.iter().all(|&kind| kind == Kind::Reachable) {
+    if first.kinds.iter().all(|&kind| kind == Kind::Reachable) {
         return first;
     }
     std::thread::yield_now();
-    classify(records, scope)
-        .into_iter()
-        .zip(first)
-        .map(|(second, first)| {
+    let second = classify(records, scope);
+    let kinds = second
+        .kinds
+        .iter()
+        .zip(&first.kinds)
+        .map(|(&second, &first)| {
             if first == Kind::Reachable {
                 Kind::Reachable
             } else {
                 second
             }
         })
-        .collect()
+        .collect();
+    let held_by_threads = (0..records.len())
+        .map(|i| {
+            let without_threads =
+                first.reachable_without_threads[i] || second.reachable_without_threads[i];
+            !without_threads && (first.held_by_threads[i] || second.held_by_threads[i])
+        })
+        .collect();
+    Verdicts {
+        kinds,
+        reachable_without_threads: Vec::new(),
+        held_by_threads,
+    }
+}
+
+/// What [`classify`] found, one entry per record.
+pub(crate) struct Verdicts {
+    pub(crate) kinds: Vec<Kind>,
+    /// Reachable from the statics, this thread's thread-locals and earlier checks' blocks.
+    reachable_without_threads: Vec<bool>,
+    /// Reachable only through the stacks of the check's threads that still run: theirs, not
+    /// kept for later checks to scan through (see [`settle`]).
+    pub(crate) held_by_threads: Vec<bool>,
 }
 
 /// The roots: the statics, this thread's thread-locals, and the live stacks of the threads
 /// started inside `scope` that still run (see `crate::thread_roots`); not this thread's stack.
-pub(crate) fn classify(records: &[Record], scope: u32) -> Vec<Kind> {
+pub(crate) fn classify(records: &[Record], scope: u32) -> Verdicts {
     if records.is_empty() || !scan::supported() {
-        return vec![Kind::Definite; records.len()];
+        return Verdicts {
+            kinds: vec![Kind::Definite; records.len()],
+            reachable_without_threads: vec![false; records.len()],
+            held_by_threads: vec![false; records.len()],
+        };
     }
     let blocks: Vec<(usize, usize)> = records.iter().map(|r| (r.addr, r.size)).collect();
     let transit: Vec<(usize, usize)> = track::retained_records()
         .iter()
         .map(|r| (r.addr, r.size))
         .collect();
+    let scan = |thread_stacks: &[(usize, usize)]| -> Vec<Kind> {
+        scan::classify_without_stack(
+            &blocks,
+            &transit,
+            thread_stacks,
+            crate::noise::excluded_statics(),
+        )
+        .into_iter()
+        .map(|reach| match reach {
+            Reach::DefinitelyLost => Kind::Definite,
+            Reach::IndirectlyLost => Kind::Indirect,
+            Reach::Reachable => Kind::Reachable,
+        })
+        .collect()
+    };
+    let without = scan(&[]);
+    let reachable_without_threads: Vec<bool> = without
+        .iter()
+        .map(|&kind| kind == Kind::Reachable)
+        .collect();
     let threads = crate::thread_roots::ThreadRoots::of(scope);
-    scan::classify_without_stack(
-        &blocks,
-        &transit,
-        threads.ranges(),
-        crate::noise::excluded_statics(),
-    )
-    .into_iter()
-    .map(|reach| match reach {
-        Reach::DefinitelyLost => Kind::Definite,
-        Reach::IndirectlyLost => Kind::Indirect,
-        Reach::Reachable => Kind::Reachable,
-    })
-    .collect()
+    if threads.ranges().is_empty() || reachable_without_threads.iter().all(|&r| r) {
+        return Verdicts {
+            kinds: without,
+            held_by_threads: vec![false; records.len()],
+            reachable_without_threads,
+        };
+    }
+    let kinds = scan(threads.ranges());
+    let held_by_threads = kinds
+        .iter()
+        .zip(&reachable_without_threads)
+        .map(|(&kind, &without)| kind == Kind::Reachable && !without)
+        .collect();
+    Verdicts {
+        kinds,
+        reachable_without_threads,
+        held_by_threads,
+    }
 }
 
 fn by_stack(records: &[Record]) -> HashMap<u32, (usize, usize)> {

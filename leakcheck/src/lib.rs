@@ -19,9 +19,11 @@
 //! ```
 //!
 //! In each test crate (each file under `tests/`, or `src/lib.rs` for unit tests), install the
-//! allocator once and mark the tests to check:
+//! allocator once and mark the tests to check (the attribute is a compile error in a doc test,
+//! where a test function would never run, so this example and the next are not doc tests; the
+//! end-to-end fixtures under `tests/` compile and run the same shapes):
 //!
-//! ```
+//! ```ignore
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!
@@ -93,7 +95,7 @@
 //! attribute with its options on every `#[test]` and `#[tokio::test]` function inside, at any
 //! depth, and leaves other items alone.
 //!
-//! ```
+//! ```ignore
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!

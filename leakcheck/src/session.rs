@@ -181,9 +181,10 @@ impl Session {
         let finished = scope.finish();
         let _blocked = track::Block::new();
         let records = finished.records().to_vec();
-        let kinds = classify(&records, finished.id());
-        let report = self.build(&records, &kinds, reachable);
-        crate::check::settle(finished, &records, &kinds);
+        let verdicts = classify(&records, finished.id());
+        let held = crate::check::held_addresses(&records, &verdicts.held_by_threads);
+        let report = self.build(&records, &verdicts.kinds, reachable);
+        crate::check::settle(finished, &records, &verdicts.kinds, &held);
         report
     }
 
@@ -229,7 +230,7 @@ impl Drop for Session {
 /// How the blocks left at the end relate to the roots: the same conservative scan as checks
 /// (statics, this thread's thread-locals and the stacks of the threads started during the
 /// session that still run; not this thread's stack: at exit `main` has returned).
-fn classify(records: &[Record], scope: u32) -> Vec<Kind> {
+fn classify(records: &[Record], scope: u32) -> crate::check::Verdicts {
     crate::check::classify(records, scope)
 }
 

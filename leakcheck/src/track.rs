@@ -780,6 +780,11 @@ impl Scope {
         slot.watched_stack.store(0, Ordering::Relaxed);
     }
 
+    /// The scope's id: threads started inside it are listed under it (`raw::threads`).
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
     /// Waits, up to `grace`, for the threads started inside the scope to finish exiting: a
     /// joined thread has run its closure, but frees its handle and thread-locals a moment
     /// later, and `thread::scope` returns before that.
