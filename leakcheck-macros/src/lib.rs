@@ -29,7 +29,8 @@ pub fn leakcheck(
     item: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
     let test_above = test_written_above(proc_macro::Span::call_site())
-        || function_name(&item).is_some_and(|name| test_written_above_line(name.span()));
+        || function_name(&item).is_some_and(|name| test_written_above_line(name.span()))
+        || function_body(&item).is_some_and(|body| test_attr::generated_by_quickcheck(&body));
     expand::expand(args.into(), item.into(), test_above).into()
 }
 
@@ -56,6 +57,19 @@ fn test_written_above_line(span: proc_macro::Span) -> bool {
         return false;
     };
     test_attr::test_written_above(&source, span.line(), 0)
+}
+
+/// The body of the function `item` declares: its last brace-delimited group.
+fn function_body(item: &proc_macro::TokenStream) -> Option<proc_macro2::TokenStream> {
+    let body = item.clone().into_iter().last()?;
+    match body {
+        proc_macro::TokenTree::Group(group)
+            if group.delimiter() == proc_macro::Delimiter::Brace =>
+        {
+            Some(group.stream().into())
+        }
+        _ => None,
+    }
 }
 
 /// The name of the function `item` declares, if it does.

@@ -72,6 +72,11 @@ pub(crate) fn test_written_above(source: &str, line: usize, column: usize) -> bo
     // The call site of an attribute macro starts at its `[`; a `$(` opens a macro's repetition
     // of attributes (`$(#[$meta])*`), which those written above are part of.
     let before = before.trim_end();
+    // Written as `#[cfg_attr(cond, leakcheck)]`: the attributes before that one count.
+    let before = match before.rfind("#[cfg_attr(") {
+        Some(at) if !before[at..].contains(']') => before[..at].trim_end(),
+        _ => before,
+    };
     let before = before.strip_suffix('#').unwrap_or(before).trim_end();
     let before = before.strip_suffix("$(").unwrap_or(before);
     let (rest, attributes) = trailing_attributes(before);
@@ -167,6 +172,25 @@ fn leading_attributes(text: &str) -> Option<Vec<&str>> {
     (!attributes.is_empty() && (rest.is_empty() || rest.starts_with("//"))).then_some(attributes)
 }
 
+/// Whether `body` (a function's block) is what `quickcheck!` generates: a call of
+/// `$crate::quickcheck(prop as fn(..) -> ..)`, which only a macro can write. `quickcheck!` puts
+/// `#[test]` above the attributes it passes on, in its own source, where
+/// [`test_written_above`] cannot see it when the user wrote `#[leakcheck]` under `cfg_attr`.
+pub(crate) fn generated_by_quickcheck(body: &proc_macro2::TokenStream) -> bool {
+    use proc_macro2::{Delimiter, TokenTree};
+    let tokens: Vec<TokenTree> = body.clone().into_iter().collect();
+    tokens.windows(5).any(|window| match window {
+        [TokenTree::Ident(krate), TokenTree::Punct(a), TokenTree::Punct(b), TokenTree::Ident(name), TokenTree::Group(args)] => {
+            krate == "$crate"
+                && a.as_char() == ':'
+                && b.as_char() == ':'
+                && name == "quickcheck"
+                && args.delimiter() == Delimiter::Parenthesis
+        }
+        _ => false,
+    })
+}
+
 /// Another `#[leakcheck]` (or its alias `#[leakcheck::test]`) on the same function, which would
 /// wrap it twice.
 pub(crate) fn find_leakcheck(attrs: &[Attribute]) -> Option<&Attribute> {
@@ -241,6 +265,13 @@ mod tests {
         assert!(test_written_above(source, 1, 43));
         let source = "macro_rules! gen { ($n:ident) => { #[inline] #[leakcheck] fn $n() {} } }\n";
         assert!(!test_written_above(source, 1, 45));
+        // Under `cfg_attr`, the attributes before the `cfg_attr`.
+        let source = "#[test]\n#[cfg_attr(test, leakcheck::leakcheck)]\nfn a() {}\n";
+        assert!(test_written_above(source, 2, 16));
+        let source = "#[inline] #[cfg_attr(test, leakcheck)]\nfn a() {}\n";
+        assert!(!test_written_above(source, 1, 27));
+        let source = "#[test] #[cfg_attr(test, leakcheck)]\nfn a() {}\n";
+        assert!(test_written_above(source, 1, 25));
         // quickcheck!'s expansion: its `#[test]`, then the user's attributes passed on.
         let source = "    #[test]\n    $(#[$m])*\n    fn $name() {}\n";
         assert!(test_written_above(source, 2, 7));

@@ -101,11 +101,12 @@ pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]
 /// `transit` are live heap blocks, disjoint from `blocks` and from each other, that get no
 /// verdict: a transit block the roots reach is scanned, and what it points to is reachable.
 /// `thread_stacks` are (start, length) ranges of other threads' live stacks (see
-/// `crate::thread_roots`): a word there keeps a block only if it points to the block's start or
-/// a tagged start. Live frames leave slots unwritten, and the words found there pointing into
-/// the middle of a lost block were all stale (a test's leak looked reachable through a worker's
-/// stack in 14 of 150 corpus runs at 8 threads); owners hold a block by its start. `excluded`
-/// are [start, end) ranges of static memory that are not roots (see `crate::noise`).
+/// `crate::thread_roots`): a word there keeps a block only where an owner keeps it (its start,
+/// a tagged start, `Arc::into_raw`'s address or a hash table's control bytes). Live frames
+/// leave slots unwritten, and the words found there pointing elsewhere into a lost block were
+/// stale (a test's leak looked reachable through a worker's stack in 14 of 150 corpus runs at
+/// 8 threads). `excluded` are [start, end) ranges of static memory that are not roots (see
+/// `crate::noise`).
 pub(crate) fn classify_without_stack(
     blocks: &[(usize, usize)],
     transit: &[(usize, usize)],
@@ -211,13 +212,21 @@ fn owned_end(start: usize, size: usize) -> usize {
     allow(dead_code)
 )]
 fn points_into(start: usize, size: usize, offset: usize) -> bool {
-    if offset < 8 {
-        return true;
-    }
     if start & 0xffff_ffff < SMALL_NUMBERS {
-        return offset == 16 || hash_table_control(size, offset);
+        return holds_by_owner_shape(size, offset);
     }
-    offset.is_multiple_of(8)
+    offset < 8 || offset.is_multiple_of(8)
+}
+
+/// Whether a word `offset` bytes into a block of `size` bytes is where an owner keeps it: its
+/// start, a tagged start (offset below 8), `Arc::into_raw`'s address (16 bytes in) or a hash
+/// table's control bytes ([`hash_table_control`]).
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn holds_by_owner_shape(size: usize, offset: usize) -> bool {
+    offset < 8 || offset == 16 || hash_table_control(size, offset)
 }
 
 /// Below this, the low half of an address reads as a small number (see [`points_into`]).
@@ -640,7 +649,8 @@ mod os {
         reader.read(&pieces, |_, words| {
             for &word in words {
                 if let Some(block) = index.find(word) {
-                    let at_start = word.wrapping_sub(index.starts[block as usize]) < WORD;
+                    let (start, end) = (index.starts[block as usize], index.ends[block as usize]);
+                    let at_start = super::holds_by_owner_shape(end - start, word - start);
                     if at_start && !core::mem::replace(&mut seen[block as usize], true) {
                         rooted.push(block);
                     }
