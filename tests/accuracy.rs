@@ -112,6 +112,7 @@ const SCENARIOS: &[(&str, Expect)] = &[
         "no_false_alarm::worker_left_running_keeps_what_it_holds",
         Passes,
     ),
+    ("no_false_alarm::named_thread_left_running", Passes),
     // Definitely lost, with valgrind's direct/indirect split for structures.
     (
         "definite::box_leak",

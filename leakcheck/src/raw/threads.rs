@@ -258,7 +258,28 @@ pub unsafe extern "C" fn pthread_setname_np(
     if own && CANDIDATE.try_with(|c| c.replace(false)).unwrap_or(false) {
         crate::all_tests::test_thread_named();
     }
+    if own {
+        keep_listed_name();
+    }
     result
+}
+
+/// On a listed thread that std is naming (its handle is in place by then), keeps the address
+/// of the name's heap copy in the thread's roster entry. std holds the name in the handle's
+/// inner block, which it allocates with `System`, out of leakcheck's sight: without this word
+/// in a static, the name (made inside the check, by the `Builder::name` caller) of every named
+/// thread left running was reported lost.
+fn keep_listed_name() {
+    let tid = super::current_thread_id() as i32;
+    let Some(member) = ROSTER
+        .iter()
+        .find(|m| m.tid.load(Ordering::Acquire) == tid && m.scope.load(Ordering::Acquire) != 0)
+    else {
+        return;
+    };
+    let current = std::thread::current();
+    let name = current.name().map_or(0, |name| name.as_ptr() as usize);
+    member.name.store(name, Ordering::Release);
 }
 
 /// The key whose destructor ends a test thread's check (`LEAKCHECK_ALL_TESTS`).
@@ -293,6 +314,9 @@ struct Member {
     /// [low, end) of the thread's stack, its static TLS included, its descriptor left out.
     low: AtomicUsize,
     end: AtomicUsize,
+    /// The address of the thread's name as std keeps it (see `keep_listed_name`), or 0. A
+    /// static word: the scan reads it as a root.
+    name: AtomicUsize,
 }
 
 static ROSTER: [Member; ROSTER_SIZE] = [const {
@@ -301,6 +325,7 @@ static ROSTER: [Member; ROSTER_SIZE] = [const {
         tid: AtomicI32::new(0),
         low: AtomicUsize::new(0),
         end: AtomicUsize::new(0),
+        name: AtomicUsize::new(0),
     }
 }; ROSTER_SIZE];
 
@@ -311,6 +336,7 @@ extern "C" fn left_roster(_: *mut c_void) {
     let tid = super::current_thread_id() as i32;
     for member in &ROSTER {
         if member.tid.load(Ordering::Acquire) == tid && member.scope.load(Ordering::Acquire) != 0 {
+            member.name.store(0, Ordering::Release);
             member.tid.store(0, Ordering::Release);
             member.scope.store(0, Ordering::Release);
         }
@@ -331,6 +357,7 @@ fn join_roster(scope: u32) {
         return;
     };
     member.tid.store(tid, Ordering::Relaxed);
+    member.name.store(0, Ordering::Relaxed);
     member.low.store(low, Ordering::Relaxed);
     member.end.store(end, Ordering::Relaxed);
     member.scope.store(scope, Ordering::Release);

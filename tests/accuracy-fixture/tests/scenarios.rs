@@ -195,6 +195,22 @@ mod no_false_alarm {
             .hand_over(5, 900);
     }
 
+    /// A named thread the test leaves running (pools name their threads): std keeps the name
+    /// where only the thread's handle points to it, and allocates the handle with `System`,
+    /// out of leakcheck's sight.
+    #[leakcheck::test]
+    fn named_thread_left_running() {
+        static KEEP: Mutex<Vec<std::sync::mpsc::Sender<()>>> = Mutex::new(Vec::new());
+        let (wake, asleep) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("worker-1".to_string())
+            .spawn(move || {
+                let _ = asleep.recv();
+            })
+            .unwrap();
+        KEEP.lock().unwrap().push(wake);
+    }
+
     /// A thread-local initialised on a thread the test starts dies with the thread (its
     /// destructor frees it before `join` returns).
     #[leakcheck::test]
