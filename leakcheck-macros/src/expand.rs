@@ -53,15 +53,6 @@ fn try_expand(
     test_above: bool,
     build: harness::Build,
 ) -> syn::Result<TokenStream> {
-    if build == harness::Build::DocTest {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "leakcheck: `#[leakcheck]` cannot run in a doc test: rustdoc compiles a doc test as \
-             a program, without the test harness, and a test function in it would never run; \
-             in a doc test, call `leakcheck::check(|| { .. })` and assert on the report it \
-             returns (`assert!(report.is_clean(), \"{report}\")`)",
-        ));
-    }
     let raw_args = args.clone();
     let args = attr::parse(args);
     let item: Item = syn::parse2(item)?;
@@ -77,7 +68,9 @@ fn try_expand(
         (Ok(args), Ok(func)) if func.sig.asyncness.is_some() => {
             Ok(runtime_first(&args, raw_args, func, build))
         }
-        (Ok(args), Ok(func)) if build == harness::Build::Harness => {
+        (Ok(args), Ok(func))
+            if matches!(build, harness::Build::Harness | harness::Build::DocTest) =>
+        {
             Ok(harness::expand_fn(&args, func))
         }
         (Ok(args), Ok(func)) => Ok(expand_fn(&args, func, test_above)),
@@ -192,7 +185,7 @@ fn runtime_first(
     };
     // For `leakcheck::harness`: should the runtime put its own `#[test]` above the inner
     // `#[leakcheck]` (compiled out with it), the harness still lists the test and says why.
-    let missing = (build == harness::Build::Harness)
+    let missing = matches!(build, harness::Build::Harness | harness::Build::DocTest)
         .then(|| harness::registration(&krate, &func, harness::Body::Missing(&runtime)));
     quote! {
         #runtime
@@ -338,7 +331,9 @@ mod harness {
         /// built without `--test`), where `#[test]` functions are compiled out.
         Harness,
         /// A doc test: rustdoc compiles each one as a program named `rust_out`, without
-        /// `--test`, so a test function in it would be compiled out and never run.
+        /// `--test`, where a test function is compiled out. As in a `harness = false` target,
+        /// the function registers itself for `leakcheck::harness::main()`, which a doc test's
+        /// `main` can call.
         DocTest,
     }
 

@@ -19,11 +19,9 @@
 //! ```
 //!
 //! In each test crate (each file under `tests/`, or `src/lib.rs` for unit tests), install the
-//! allocator once and mark the tests to check (the attribute is a compile error in a doc test,
-//! where a test function would never run, so this example and the next are not doc tests; the
-//! end-to-end fixtures under `tests/` compile and run the same shapes):
+//! allocator once and mark the tests to check:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!
@@ -63,8 +61,10 @@
 //! - works inside macros that pass a test's attributes on (`proptest! { #[test]
 //!   #[leakcheck] fn .. }`, `quickcheck! { #[leakcheck] fn .. }`, a `macro_rules!` of the
 //!   project's own), registering each test once;
-//! - is a compile error in a doc test, where rustdoc builds the snippet without the test
-//!   harness and a test function would never run: call [`check`] there instead;
+//! - in a doc test, which rustdoc builds without the test harness (a test function there is
+//!   compiled out and never runs), registers the function for [`harness::main`] as in a
+//!   `harness = false` target (feature `harness`); a doc test that does not call it should call
+//!   [`check`] instead;
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
@@ -95,7 +95,7 @@
 //! attribute with its options on every `#[test]` and `#[tokio::test]` function inside, at any
 //! depth, and leaves other items alone.
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!
