@@ -7,10 +7,10 @@
 //! tracked thread that allocates while its process forks would hang the child.
 //!
 //! Before each fork, the forking thread closes a gate and waits until no leakcheck walk is in
-//! flight (each is one pass over the list of loaded objects); walks that arrive meanwhile wait at the gate until the fork
-//! is done. If a walk is still in flight after [`FORK_WAIT`] (its thread descheduled for that
-//! long, or blocked), the fork goes ahead and the child makes no walk at all: callers treat
-//! that as "no object found", never as a hang.
+//! flight (each is one pass over the list of loaded objects); walks that arrive meanwhile wait
+//! at the gate until the fork is done. If a walk is still in flight after [`FORK_WAIT`] (its
+//! thread descheduled for that long, or blocked), the fork goes ahead and the child makes no
+//! walk at all: callers treat that as "no object found", never as a hang.
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
