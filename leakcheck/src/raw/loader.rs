@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use super::spin::relax;
 
-/// How long a fork waits for walks in flight before it goes ahead without them.
-const FORK_WAIT: Duration = Duration::from_millis(200);
+/// How long a fork waits for walks in flight before it goes ahead without them: long enough
+/// for a walking thread descheduled on a busy machine to get a core back.
+const FORK_WAIT: Duration = Duration::from_secs(1);
 
 /// Walks in flight, across threads (a nested walk on one thread counts once).
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -133,7 +134,7 @@ mod tests {
     }
 
     /// Keeps its thread inside the walk until a fork has begun (or 2 s have passed, when no
-    /// fork handler waits for it), then a little longer.
+    /// fork handler waits for it).
     unsafe extern "C" fn hold_until_a_fork(
         _: *mut libc::dl_phdr_info,
         _: usize,
@@ -146,7 +147,6 @@ mod tests {
         while FORKING.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
             std::thread::yield_now();
         }
-        std::thread::sleep(Duration::from_millis(20));
         1 // stop after the first object
     }
 
