@@ -49,6 +49,8 @@ const PASSING: &[&str] = &[
     "tokio_below_clean",
     "test_written_above_inside_a_macro",
     "test_written_by_a_macro",
+    "proptest_macro::property_checked_once",
+    "quickcheck_macro::property_checked_once",
 ];
 
 const IGNORED: &str = "ignored_leaking";
