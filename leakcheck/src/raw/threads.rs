@@ -270,11 +270,7 @@ pub unsafe extern "C" fn pthread_setname_np(
 /// in a static, the name (made inside the check, by the `Builder::name` caller) of every named
 /// thread left running was reported lost.
 fn keep_listed_name() {
-    let tid = super::current_thread_id() as i32;
-    let Some(member) = ROSTER
-        .iter()
-        .find(|m| m.tid.load(Ordering::Acquire) == tid && m.scope.load(Ordering::Acquire) != 0)
-    else {
+    let Some(member) = own_entry() else {
         return;
     };
     let current = std::thread::current();
@@ -333,14 +329,19 @@ static ROSTER: [Member; ROSTER_SIZE] = [const {
 static ROSTER_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 extern "C" fn left_roster(_: *mut c_void) {
-    let tid = super::current_thread_id() as i32;
-    for member in &ROSTER {
-        if member.tid.load(Ordering::Acquire) == tid && member.scope.load(Ordering::Acquire) != 0 {
-            member.name.store(0, Ordering::Release);
-            member.tid.store(0, Ordering::Release);
-            member.scope.store(0, Ordering::Release);
-        }
+    if let Some(member) = own_entry() {
+        member.name.store(0, Ordering::Release);
+        member.tid.store(0, Ordering::Release);
+        member.scope.store(0, Ordering::Release);
     }
+}
+
+/// The calling thread's roster entry, if it is listed.
+fn own_entry() -> Option<&'static Member> {
+    let tid = super::current_thread_id() as i32;
+    ROSTER.iter().find(|member| {
+        member.tid.load(Ordering::Acquire) == tid && member.scope.load(Ordering::Acquire) != 0
+    })
 }
 
 /// Lists the calling thread under `scope` until it exits. Never allocates.
