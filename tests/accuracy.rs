@@ -411,13 +411,10 @@ fn the_corpus_has_an_expected_verdict_for_every_scenario_and_at_least_30() {
         SCENARIOS.len(),
         "a scenario is listed twice"
     );
-    run.check(
-        listed == expected,
-        &format!(
-            "the fixture and this file disagree\n  only in the fixture: {:?}\n  only here: {:?}",
-            listed.difference(&expected).collect::<Vec<_>>(),
-            expected.difference(&listed).collect::<Vec<_>>()
-        ),
+    run.check_same_set(
+        "the fixture and this file disagree",
+        ("only in the fixture", &listed),
+        ("only here", &expected),
     );
     assert!(
         SCENARIOS.len() >= 30,

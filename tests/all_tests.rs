@@ -140,13 +140,10 @@ fn check_reported(run: &Run, stderr: &str, with_sites: bool) {
     let reports = reports(stderr);
     let named: BTreeSet<String> = reports.keys().cloned().collect();
     let want = leaking_names();
-    run.check(
-        named == want,
-        &format!(
-            "wrong tests reported\n  reported but clean: {:?}\n  leaking but not reported: {:?}",
-            named.difference(&want).collect::<Vec<_>>(),
-            want.difference(&named).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "wrong tests reported",
+        ("reported but clean", &named),
+        ("leaking but not reported", &want),
     );
     for (name, figures, sites) in LEAKING {
         let text = &reports[*name];
@@ -255,13 +252,10 @@ fn nextest_fails_exactly_the_leaking_tests_with_their_reports() {
         .into_iter()
         .chain(names(FAILING_IN_TEST))
         .collect();
-    run.check(
-        failed == want,
-        &format!(
-            "nextest: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
-            failed.difference(&want).collect::<Vec<_>>(),
-            want.difference(&failed).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "nextest: wrong failing set",
+        ("failed but should pass", &failed),
+        ("should fail but did not", &want),
     );
     run.check(
         parsed.with_status("PASS").len() == CLEAN.len() + MANY,

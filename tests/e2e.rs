@@ -208,13 +208,10 @@ fn check_verdicts(profile: Profile, label: &str) {
     let parsed = parse_libtest(&run.stdout);
     let failed = parsed.with(Verdict::Failed);
     let passed = parsed.with(Verdict::Ok);
-    run.check(
-        failed == expected_failing(),
-        &format!(
-            "{label}: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
-            failed.difference(&expected_failing()).collect::<Vec<_>>(),
-            expected_failing().difference(&failed).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "{label}: wrong failing set",
+        ("failed but should pass", &failed),
+        ("should fail but did not", &expected_failing()),
     );
     run.check(
         passed == expected_passing(),
@@ -460,13 +457,10 @@ fn nextest_process_per_test_gives_the_same_verdicts_and_reports() {
         .map(|name| format!("fixture::verdicts {name}"))
         .collect();
     want.insert("fixture::not_installed checked_without_allocator".to_owned());
-    run.check(
-        failed == want,
-        &format!(
-            "nextest: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
-            failed.difference(&want).collect::<Vec<_>>(),
-            want.difference(&failed).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "nextest: wrong failing set",
+        ("failed but should pass", &failed),
+        ("should fail but did not", &want),
     );
     let passed = parsed.with_status("PASS").len();
     run.check(

@@ -137,17 +137,24 @@ fn check_report(run: &Run, name: &str, text: &str, bytes: usize, sites: &[(&str,
     }
 }
 
+/// Exactly the clean tests passed.
+fn check_passing(run: &Run, parsed: &Libtest) {
+    let want: BTreeSet<String> = PASSING.iter().map(|name| name.to_string()).collect();
+    run.check_same_set(
+        "wrong passing set",
+        ("passed but should not have", &parsed.with(Verdict::Ok)),
+        ("should pass but did not", &want),
+    );
+}
+
 /// The failing set and, per failure, its section: reports, other failures, no strays.
 fn check_failures(run: &Run, parsed: &Libtest) {
     let failed = parsed.with(Verdict::Failed);
     let want = failing_names();
-    run.check(
-        failed == want,
-        &format!(
-            "wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
-            failed.difference(&want).collect::<Vec<_>>(),
-            want.difference(&failed).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "wrong failing set",
+        ("failed but should pass", &failed),
+        ("should fail but did not", &want),
     );
     for (name, bytes, sites) in LEAKING {
         let text = parsed.section(name);
@@ -183,12 +190,7 @@ fn cargo_test_runs_every_registered_test_with_libtests_verdicts() {
         "libtest's exit status on failure is 101",
     );
     let parsed = parse_libtest(&run.stdout);
-    let passed = parsed.with(Verdict::Ok);
-    let want: BTreeSet<String> = PASSING.iter().map(|name| name.to_string()).collect();
-    run.check(
-        passed == want,
-        &format!("passing: {passed:?}, want {want:?}"),
-    );
+    check_passing(&run, &parsed);
     run.check(
         parsed.with(Verdict::Ignored) == BTreeSet::from([IGNORED.0.to_owned()]),
         "only `ignored_leaking` is ignored",
@@ -314,13 +316,10 @@ fn nextest_lists_and_runs_the_target_with_the_same_verdicts() {
     let parsed = parse_nextest(&run.stderr).binary("harness-fixture::checked");
     let failed = parsed.failed();
     let want = failing_names();
-    run.check(
-        failed == want,
-        &format!(
-            "nextest: wrong failing set\n  failed but should pass: {:?}\n  should fail but did not: {:?}",
-            failed.difference(&want).collect::<Vec<_>>(),
-            want.difference(&failed).collect::<Vec<_>>(),
-        ),
+    run.check_same_set(
+        "nextest: wrong failing set",
+        ("failed but should pass", &failed),
+        ("should fail but did not", &want),
     );
     let passed = parsed.with_status("PASS");
     let want: BTreeSet<String> = PASSING.iter().map(|name| name.to_string()).collect();
@@ -358,12 +357,7 @@ fn all_tests_mode_keeps_each_attributes_verdict() {
         "libtest's exit status on failure is 101, not the whole-test mode's 23",
     );
     let parsed = parse_libtest(&run.stdout);
-    let passed = parsed.with(Verdict::Ok);
-    let want: BTreeSet<String> = PASSING.iter().map(|name| name.to_string()).collect();
-    run.check(
-        passed == want,
-        &format!("passing: {passed:?}, want {want:?}"),
-    );
+    check_passing(&run, &parsed);
     check_failures(&run, &parsed);
     run.check(
         !run.stderr.contains("LEAKCHECK_ALL_TESTS=1"),

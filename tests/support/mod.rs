@@ -289,6 +289,25 @@ impl Run {
             panic!("{what}\n{self}");
         }
     }
+
+    /// Fails with this run's output unless `got.1` and `want.1` are the same set, naming what
+    /// only one of them holds under its label ("failed but should pass", say).
+    pub fn check_same_set<T: Ord + fmt::Debug>(
+        &self,
+        what: &str,
+        got: (&str, &BTreeSet<T>),
+        want: (&str, &BTreeSet<T>),
+    ) {
+        let ((got_label, got), (want_label, want)) = (got, want);
+        self.check(
+            got == want,
+            &format!(
+                "{what}\n  {got_label}: {:?}\n  {want_label}: {:?}",
+                got.difference(want).collect::<Vec<_>>(),
+                want.difference(got).collect::<Vec<_>>(),
+            ),
+        );
+    }
 }
 
 impl fmt::Display for Run {
