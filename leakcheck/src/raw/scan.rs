@@ -1008,6 +1008,24 @@ mod os {
         }
 
         #[test]
+        fn a_thread_stack_keeps_blocks_only_where_owners_point() {
+            assert!(supported());
+            let blocks: Vec<Box<[usize; 16]>> = (0..3).map(|_| Box::new([0usize; 16])).collect();
+            let at = |i: usize| &*blocks[i] as *const [usize; 16] as usize;
+            // What another thread's live stack holds: the first block's start, 16 bytes into
+            // the second (`Arc::into_raw`), 40 bytes into the third (a stale interior word).
+            let stack: Vec<usize> = vec![at(0), at(1) + 16, at(2) + 40];
+            let range = [(stack.as_ptr() as usize, stack.len() * WORD)];
+            let candidates: Vec<(usize, usize)> = (0..3).map(|i| (at(i), 16 * WORD)).collect();
+            let as_thread_stack =
+                super::super::classify_without_stack(&candidates, &[], &range, &[]);
+            assert_eq!(
+                as_thread_stack,
+                [Reach::Reachable, Reach::Reachable, Reach::DefinitelyLost]
+            );
+        }
+
+        #[test]
         fn unmapped_memory_is_skipped_not_faulted_on() {
             assert!(read_all(0x1000, 64).is_empty());
             let len = 3 * PAGE;
