@@ -649,8 +649,8 @@ mod os {
         reader.read(&pieces, |_, words| {
             for &word in words {
                 if let Some(block) = index.find(word) {
-                    let (start, end) = (index.starts[block as usize], index.ends[block as usize]);
-                    let at_start = super::holds_by_owner_shape(end - start, word - start);
+                    let (start, size) = (index.starts[block as usize], index.sizes[block as usize]);
+                    let at_start = super::holds_by_owner_shape(size, word - start);
                     if at_start && !core::mem::replace(&mut seen[block as usize], true) {
                         rooted.push(block);
                     }
@@ -660,9 +660,11 @@ mod os {
 
         let verdicts = classify_graph(index.len(), &rooted, &is_transit, |batch, edges| {
             pieces.clear();
+            // All of a block's words, its last one included: `owned_end` stops short of it
+            // only for words pointing in, where glibc's arena names the next chunk's header.
             for &block in batch {
-                let (start, end) = (index.starts[block as usize], index.ends[block as usize]);
-                split(&mut pieces, block, start, end - start);
+                let (start, size) = (index.starts[block as usize], index.sizes[block as usize]);
+                split(&mut pieces, block, start, size);
             }
             reader.read(&pieces, |from, words| {
                 for &word in words {
@@ -1023,6 +1025,25 @@ mod os {
                 as_thread_stack,
                 [Reach::Reachable, Reach::Reachable, Reach::DefinitelyLost]
             );
+        }
+
+        #[test]
+        fn a_blocks_last_word_is_read_when_it_shares_the_next_chunks_header() {
+            assert!(supported());
+            // 40 bytes: glibc's chunk ends 8 bytes early, lending the block the next chunk's
+            // first word, which is where this block keeps its pointer.
+            let target = Box::new([7usize; 4]);
+            let mut holder = Box::new([0usize; 5]);
+            holder[4] = &*target as *const [usize; 4] as usize;
+            let candidates = [
+                (&*holder as *const [usize; 5] as usize, 5 * WORD),
+                (&*target as *const [usize; 4] as usize, 4 * WORD),
+            ];
+            let stack = [candidates[0].0];
+            let range = [(stack.as_ptr() as usize, WORD)];
+            let verdicts = super::super::classify_without_stack(&candidates, &[], &range, &[]);
+            assert_eq!(verdicts, [Reach::Reachable, Reach::Reachable]);
+            drop(core::hint::black_box(holder));
         }
 
         #[test]
