@@ -388,6 +388,17 @@ fn option_cases() -> Vec<Case> {
                 body(0, "repeat_with_budget_beyond", "vec![0u8; 51]"),
             ],
         ),
+        // shared_threads
+        fails(
+            "shared_threads_fail_counts_a_worker_left_running",
+            cat(vec![
+                leak("shared_threads_fail_counts_a_worker_left_running", 1, 4_068),
+                vec![
+                    group(4_068, 1, lost),
+                    frame_in(0, "options::lose_on_the_worker", OPTIONS, "vec![5u8; 4_068]"),
+                ],
+            ]),
+        ),
         // reachable
         silent("reachable_default_passes"),
         fails(

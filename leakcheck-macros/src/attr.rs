@@ -98,6 +98,13 @@ const OPTIONS: &[Spec] = &[
         parse: parse_reachable,
     },
     Spec {
+        name: "shared_threads",
+        example: "shared_threads = \"fail\"",
+        repeatable: false,
+        flag: false,
+        parse: parse_shared_threads,
+    },
+    Spec {
         name: "allow_bytes",
         example: "allow_bytes = 1024",
         repeatable: false,
@@ -219,6 +226,30 @@ fn parse_reachable(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Res
                 literal.span(),
                 format!(
                     "unknown value `{other}` for `reachable`; expected `\"fail\"` or `\"ignore\"`"
+                ),
+            ))
+        }
+    };
+    args.forward_runtime_path(key, variant);
+    end_of_value(value, key)
+}
+
+/// `shared_threads = "fail"` or `shared_threads = "note"`.
+fn parse_shared_threads(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
+    let literal: LitStr = value.parse().map_err(|error| {
+        Error::new(
+            error.span(),
+            "expected `shared_threads = \"fail\"` or `shared_threads = \"note\"`",
+        )
+    })?;
+    let variant = match literal.value().as_str() {
+        "fail" => quote::quote!(SharedThreads::Fail),
+        "note" => quote::quote!(SharedThreads::Note),
+        other => {
+            return Err(Error::new(
+                literal.span(),
+                format!(
+                    "unknown value `{other}` for `shared_threads`; expected `\"fail\"` or `\"note\"`"
                 ),
             ))
         }
@@ -451,11 +482,11 @@ mod tests {
     fn unknown_option_lists_valid_ones() {
         assert_eq!(
             error_messages(quote!(foo)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
         assert_eq!(
             error_messages(quote!(foo = 1)),
-            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
+            ["unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
     }
 
@@ -463,7 +494,7 @@ mod tests {
     fn not_an_option_name() {
         assert_eq!(
             error_messages(quote!("crate")),
-            ["expected a leakcheck option, one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
+            ["expected a leakcheck option, one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`"]
         );
     }
 
@@ -480,11 +511,11 @@ mod tests {
         assert_eq!(
             error_messages(quote!(foo, crate = 1, bar(x, y) = 2, crate = b, baz)),
             [
-                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
+                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
                 "expected the path of the leakcheck crate, e.g. `crate = ::leakcheck` or `crate = \"::leakcheck\"`",
-                "unknown leakcheck option `bar`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
+                "unknown leakcheck option `bar`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
                 "duplicate leakcheck option `crate`",
-                "unknown leakcheck option `baz`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
+                "unknown leakcheck option `baz`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
             ]
         );
     }
@@ -537,6 +568,7 @@ mod tests {
                 repeat = 3,
                 allow_bytes = 1_024,
                 reachable = "fail",
+                shared_threads = "fail",
                 ignore = "a",
                 ignore = "b"
             )),
@@ -544,6 +576,7 @@ mod tests {
                 "repeat(3)",
                 "allow_bytes(1024)",
                 "reachable(Reachable :: Fail) in runtime",
+                "shared_threads(SharedThreads :: Fail) in runtime",
                 "ignore(\"a\")",
                 "ignore(\"b\")"
             ]
@@ -581,6 +614,14 @@ mod tests {
         assert_eq!(
             error_messages(quote!(reachable = "always")),
             ["unknown value `always` for `reachable`; expected `\"fail\"` or `\"ignore\"`"]
+        );
+        assert_eq!(
+            error_messages(quote!(shared_threads = "ignore")),
+            ["unknown value `ignore` for `shared_threads`; expected `\"fail\"` or `\"note\"`"]
+        );
+        assert_eq!(
+            error_messages(quote!(shared_threads = fail)),
+            ["expected `shared_threads = \"fail\"` or `shared_threads = \"note\"`"]
         );
         assert_eq!(
             error_messages(quote!(ignore = 3)),

@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(
             compile_errors(&expanded),
             [
-                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
+                "unknown leakcheck option `foo`; expected one of: `crate`, `repeat`, `reachable`, `shared_threads`, `allow_bytes`, `allow_allocs`, `max_allocs`, `max_bytes`, `max_peak_bytes`, `ignore`, `threads`, `fds`, `resources`, `threads_linger_ms`, `ignore_threads`, `ignore_fds`",
                 "#[leakcheck] test functions cannot take arguments",
             ]
         );

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
-use crate::options::Check;
+use crate::options::{Check, SharedThreads};
+use crate::overlap::{Overlapped, Registration};
+use crate::thread_roots::Idle;
 use crate::raw::scan::{self, Reach};
 use crate::raw::stack::{self, CaptureLimit, Unwinder};
 use crate::raw::table::Record;
@@ -73,6 +75,10 @@ pub(crate) struct Runner<'c> {
     stats: ScopeStats,
     /// Threads and file descriptors open before the first run.
     watch: Watch,
+    /// The check's entry among the open checks (see [`crate::overlap`]).
+    registration: Registration,
+    /// Other threads' CPU time at the start (see [`Idle`]).
+    idle: Idle,
 }
 
 impl<'c> Runner<'c> {
@@ -103,6 +109,12 @@ impl<'c> Runner<'c> {
             process_wide: config.process_per_test,
         };
         let scope = Scope::new(settings).map_err(|_| StartError::TooManyChecks)?;
+        let (registration, idle) = untracked(|| {
+            (
+                Registration::open(scope.id(), &subject),
+                Idle::now(scope.id()),
+            )
+        });
         let without_scan = if !config.scan {
             Some(NoScan::Disabled)
         } else if !scan::supported() {
@@ -129,6 +141,8 @@ impl<'c> Runner<'c> {
             by_stack_after: HashMap::new(),
             stats: ScopeStats::default(),
             watch,
+            registration,
+            idle,
         };
         if !runner.allocator_sees_scope() {
             return Err(StartError::NotInstalled);
@@ -259,14 +273,17 @@ impl<'c> Runner<'c> {
             by_stack_after,
             stats,
             watch,
+            registration,
+            idle,
             ..
         } = self;
         // While threads linger on their way out they free what they hold: wait before judging
         // the heap. The waiting allocates, untracked.
-        let resources = untracked(|| {
+        let (resources, left_running, overlapped) = untracked(|| {
             scope.wait_for_threads(THREAD_EXIT_GRACE);
             crate::thread_roots::wait_until_settled(scope.id(), SETTLE_LIMIT);
-            watch.finish()
+            let left_running = crate::thread_roots::left_running(scope.id());
+            (watch.finish(), left_running, registration.close())
         });
         let finished = scope.finish();
         let _blocked = track::Block::new();
@@ -279,7 +296,7 @@ impl<'c> Runner<'c> {
         });
         let (kinds, held) = match without_scan {
             None => {
-                let verdicts = classify_settled(finished.records(), finished.id());
+                let verdicts = classify_settled(finished.records(), finished.id(), &idle);
                 let held = held_addresses(finished.records(), &verdicts.held_by_threads);
                 (verdicts.kinds, held)
             }
@@ -295,6 +312,18 @@ impl<'c> Runner<'c> {
             .filter(|(record, kind)| *kind == Kind::Reachable || finished.still_live(record))
             .map(|(record, kind)| (*record, kind))
             .unzip();
+        // A lost block that a thread the check left running made while other checks were open
+        // may be another test's: a pool started by this test runs every later test's jobs.
+        let shared: Vec<bool> = records
+            .iter()
+            .zip(&kinds)
+            .map(|(record, &kind)| {
+                left_running
+                    && record.shared
+                    && check.shared_threads == SharedThreads::Note
+                    && matches!(kind, Kind::Definite | Kind::Indirect)
+            })
+            .collect();
         let judged = Judged {
             check,
             subject,
@@ -302,6 +331,8 @@ impl<'c> Runner<'c> {
             rules,
             records,
             kinds,
+            shared,
+            overlapped,
             held,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
             stackless: track::stackless_so_far().saturating_sub(stackless_before),
@@ -322,6 +353,11 @@ pub(crate) struct Judged<'c> {
     rules: &'static [suppress::Rule],
     records: Vec<Record>,
     kinds: Vec<Kind>,
+    /// Per record: lost, but maybe another test's (made by a thread the check left running,
+    /// while other checks were open); reported apart, not counted.
+    shared: Vec<bool>,
+    /// The checks open at some moment while this one was.
+    overlapped: Overlapped,
     /// Reachable blocks only the check's running threads keep (see [`settle`]), sorted.
     held: Vec<usize>,
     untracked: u64,
@@ -340,6 +376,8 @@ impl Judged<'_> {
             subject: self.subject.clone(),
             records: &self.records,
             kinds: &self.kinds,
+            shared: &self.shared,
+            overlapped: &self.overlapped,
             stacks: self.stacks,
             untracked: self.untracked,
             stackless: self.stackless,
@@ -359,6 +397,9 @@ impl Judged<'_> {
             .retain(|_| *keep_record.next().unwrap_or(&false));
         let mut keep_kind = keep.iter();
         self.kinds.retain(|_| *keep_kind.next().unwrap_or(&false));
+        let mut keep_shared = keep.iter();
+        self.shared
+            .retain(|_| *keep_shared.next().unwrap_or(&false));
     }
 
     /// Keeps only the blocks still waiting under [`track::PENDING_TAG`] now, and not at
@@ -474,13 +515,13 @@ fn __rust_begin_short_backtrace<R>(scope: &Scope, body: &mut impl FnMut() -> R) 
 /// [`classify`], twice when the first scan finds lost blocks: other threads may be rewriting a
 /// shared structure (std's table of thread stacks, say) while the scan reads it, and a block
 /// reachable in either scan is reachable.
-fn classify_settled(records: &[Record], scope: u32) -> Verdicts {
-    let first = classify(records, scope);
+fn classify_settled(records: &[Record], scope: u32, idle: &Idle) -> Verdicts {
+    let first = classify(records, scope, Some(idle));
     if first.kinds.iter().all(|&kind| kind == Kind::Reachable) {
         return first;
     }
     std::thread::yield_now();
-    let second = classify(records, scope);
+    let second = classify(records, scope, Some(idle));
     let kinds = second
         .kinds
         .iter()
@@ -518,8 +559,11 @@ pub(crate) struct Verdicts {
 }
 
 /// The roots: the statics, this thread's thread-locals, and the live stacks of the threads
-/// started inside `scope` that still run (see `crate::thread_roots`); not this thread's stack.
-pub(crate) fn classify(records: &[Record], scope: u32) -> Verdicts {
+/// started inside `scope` that still run and of other settled threads (see
+/// `crate::thread_roots`); not this thread's stack. Traversal also goes through the blocks
+/// earlier checks left reachable and, with `idle` (a check, not a session), those other
+/// checks still run with, whose words count only in an owner's shape.
+pub(crate) fn classify(records: &[Record], scope: u32, idle: Option<&Idle>) -> Verdicts {
     if records.is_empty() || !scan::supported() {
         return Verdicts {
             kinds: vec![Kind::Definite; records.len()],
@@ -532,10 +576,11 @@ pub(crate) fn classify(records: &[Record], scope: u32) -> Verdicts {
         .iter()
         .map(|r| (r.addr, r.size))
         .collect();
-    let scan = |thread_stacks: &[(usize, usize)]| -> Vec<Kind> {
+    let scan = |thread_stacks: &[(usize, usize)], others: &[(usize, usize)]| -> Vec<Kind> {
         scan::classify_without_stack(
             &blocks,
             &transit,
+            others,
             thread_stacks,
             crate::noise::excluded_statics(),
         )
@@ -547,20 +592,46 @@ pub(crate) fn classify(records: &[Record], scope: u32) -> Verdicts {
         })
         .collect()
     };
-    let without = scan(&[]);
+    let unaccounted = |kinds: &[Kind]| kinds.iter().any(|&kind| kind != Kind::Reachable);
+    let without = scan(&[], &[]);
     let reachable_without_threads: Vec<bool> = without
         .iter()
         .map(|&kind| kind == Kind::Reachable)
         .collect();
-    let threads = crate::thread_roots::ThreadRoots::of(scope);
-    if threads.ranges().is_empty() || reachable_without_threads.iter().all(|&r| r) {
+    if !unaccounted(&without) {
         return Verdicts {
             kinds: without,
             held_by_threads: vec![false; records.len()],
             reachable_without_threads,
         };
     }
-    let kinds = scan(threads.ranges());
+    // Each further root only while blocks are unaccounted for: the check's own threads; then
+    // settled threads of no check of ours, as finding those takes a pause; then the blocks
+    // other checks still run with (a shared table, a list of subscribers another test made).
+    let mut threads = crate::thread_roots::ThreadRoots::own(scope);
+    let mut kinds = if threads.is_empty() {
+        without.clone()
+    } else {
+        scan(threads.ranges(), &[])
+    };
+    if let Some(idle) = idle {
+        if unaccounted(&kinds) {
+            let beside = crate::thread_roots::ThreadRoots::beside(scope, idle);
+            if !beside.is_empty() {
+                threads = threads.and(beside);
+                kinds = scan(threads.ranges(), &[]);
+            }
+        }
+        if unaccounted(&kinds) {
+            let others: Vec<(usize, usize)> = track::records_of_other_checks(scope)
+                .iter()
+                .map(|r| (r.addr, r.size))
+                .collect();
+            if !others.is_empty() {
+                kinds = scan(threads.ranges(), &others);
+            }
+        }
+    }
     let held_by_threads = kinds
         .iter()
         .zip(&reachable_without_threads)

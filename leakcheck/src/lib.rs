@@ -87,6 +87,7 @@
 //! | `max_peak_bytes = N` | the body's own blocks may never hold more than N bytes at once |
 //! | `repeat = N` | run the body N+1 times (a warm-up, then N measured runs) and fail only if EVERY measured run leaves more live memory behind than before it, CPython `-R` style: the report shows `grew by [100, 100, 100] bytes per run` and the growing sites. This catches a cache that grows on every call, which no end-of-test check can tell from a lazy static. Its verdict is growth alone, of every live block, reachable or not (so `reachable` has no effect); `allow_bytes` tolerates that much growth per run |
 //! | `reachable = "fail"` | blocks still reachable from statics, thread-locals or the stack fail too (default `"ignore"`) |
+//! | `shared_threads = "fail"` | lost blocks made by a thread the test started and left running (a pool, an executor) while other checks were open fail too; by default (`"note"`) they are listed in a note with their stacks and the tests that ran meanwhile, as those tests may have handed that thread the work. Where no other check was open (nextest, `--test-threads=1`) such blocks are simply the test's |
 //! | `ignore = "pattern"` | leaks whose stack matches the pattern are suppressed (may be repeated; matching as in suppression files) |
 //! | `crate = path` | the runtime crate is renamed or re-exported |
 //!
@@ -244,12 +245,15 @@
 //! formatted before the hook runs and unwinding starts after it, so a leak in a `Display` of
 //! the message or in a `Drop` that runs while unwinding still fails the test.
 //!
-//! - blocks still reachable at the end from a static, a thread-local, or a thread the test
-//!   started and left running, directly or through other such blocks (a registry the test
-//!   filled, a `thread_local!` cache, a pool's queue): leakcheck scans the statics of every
-//!   loaded object, the test thread's TLS and the live stacks of those threads conservatively,
-//!   like LeakSanitizer and valgrind, and reports them in one `note:` line.
-//!   `#[leakcheck(reachable = "fail")]` counts them as leaks.
+//! - blocks still reachable at the end from a static, a thread-local, or another thread's
+//!   stack, directly or through other such blocks (a registry the test filled, a
+//!   `thread_local!` cache, a pool's queue, a message a worker keeps): leakcheck scans the
+//!   statics of every loaded object, the test thread's TLS, the live stacks of the threads the
+//!   test started that still run, and those of other threads that ran during the test and now
+//!   wait (a worker fed by a channel, a pool started before `main`), conservatively, like
+//!   LeakSanitizer and valgrind, and reports them in one `note:` line. Traversal goes on
+//!   through blocks other checks made (a subscriber list another test created, a lock table
+//!   another test grew). `#[leakcheck(reachable = "fail")]` counts them as leaks.
 //!
 //! What is left is lost: **definitely lost** (nothing points to it) or **indirectly lost**
 //! (only lost blocks point to it, like the tail of a forgotten list), and the headline says
@@ -368,16 +372,23 @@
 //!   global thread pool such as rayon's, started by an earlier test) is not attributed to it;
 //!   under cargo-nextest it is. Thread inheritance needs glibc's `pthread_create`; on other
 //!   platforms only the test's own thread is checked under `cargo test`.
-//! - A thread that the test starts and leaves running when the body returns is reported
-//!   through what it has allocated so far (its handle, its stack's heap data).
+//! - A thread that the test starts and leaves running belongs to the test until its check
+//!   ends; then it is a shared thread like any other. While other checks are open, such a
+//!   thread (a pool or an executor the first test to need it started) may run their work: what
+//!   it makes then and loses is listed in a `note:` with its stacks and the tests that ran
+//!   meanwhile, not counted (`shared_threads = "fail"` counts it). Exact under cargo-nextest
+//!   and `--test-threads=1`, where no other check is open.
 //! - The "not counted" rules need stacks: with `LEAKCHECK_BACKTRACE=0`, a `println!` under
 //!   output capture or the first touch of a lazy static can be reported as a leak. Run with
 //!   `--nocapture`, or keep stacks on.
 //! - The root scan sees statics and thread-locals, and follows pointers through blocks made
-//!   during the check and through blocks that earlier checks left reachable (a cache one test
-//!   created and another fills). A heap object made outside every check (before the first
-//!   one, in an unannotated test, or inside `ignore`) is not followed: what only it keeps is
-//!   reported as lost; use `ignore` or a suppression for it. Once a check has left reachable
+//!   during the check, through blocks that earlier checks left reachable (a cache one test
+//!   created and another fills) and through blocks other running checks hold (only into the
+//!   check's own blocks, and only at an owner's address: their spare capacity holds stale
+//!   words). A heap object made outside every check (before the first one, in an unannotated
+//!   test, or inside `ignore`) is not followed: what only it keeps is reported as lost (the
+//!   block of slots a `std::sync::mpsc` channel made before `main` adds when a test sends a
+//!   burst); use `ignore` or a suppression for it. Once a check has left reachable
 //!   blocks behind, every free in the process looks its block up in leakcheck's table (a hash
 //!   and a load, and a shard lock where the shard may hold it), so unchecked code runs a little
 //!   slower than with the allocator idle (30% more instructions per alloc+free pair). The
@@ -385,9 +396,14 @@
 //!   copies of addresses (glibc's `free` leaves the freed address behind, and the next block
 //!   of that size gets it), which made real leaks look reachable in our tests, so a block that
 //!   the body hands to a local variable of its caller counts as lost. It reads the live stacks
-//!   of the threads the check started that still run at its end, where a word keeps a block
-//!   only by its start (or a tagged start); not the stacks of threads started before the check
-//!   or by other tests. Like every conservative scan (valgrind's,
+//!   of the threads the check started that still run at its end, and of other threads that ran
+//!   during the check and are blocked at its end, where a word keeps a block only by its start
+//!   (or a tagged start, `Arc::into_raw`'s address, a hash table's control bytes); never the
+//!   stacks of test threads, and not those of threads that did not run during the check or
+//!   keep running at its end (each would hold stale copies of freed addresses). Finding the
+//!   blocked ones takes a 50 ms pause, paid only when blocks are still unaccounted for after
+//!   the rest of the scan (a leaking test, or one whose blocks only such a thread keeps). Like
+//!   every conservative scan (valgrind's,
 //!   LeakSanitizer's), it reads whole blocks, spare capacity included. Blocks made inside a
 //!   check are handed out zeroed, and the part a reallocation adds too (up to 128 KiB), so
 //!   what the memory's previous owner left there cannot point at a leak (it did: a regex
@@ -396,7 +412,9 @@
 //!   removed map entry) can still make another leaked block look indirectly lost, or, in a
 //!   reachable block, reachable. A word counts as a pointer to a block at its start, a tagged
 //!   start (an offset below 8) or a word-aligned offset inside it, the shapes Rust keeps
-//!   owned blocks alive by: a block kept only by a byte slice at an odd offset (a sub-slice of
+//!   owned blocks alive by; in blocks earlier or other checks made, only at an owner's
+//!   address (a retained executor's queue kept stale addresses of freed tasks whose memory a
+//!   leak then reused, pointing into its middle): a block kept only by a byte slice at an odd offset (a sub-slice of
 //!   a leaked `String`) is reported. A block in the first MiB after a 4 GiB boundary, where
 //!   data (two small `u32`s, a small value under an old pointer's upper half) reads as its
 //!   address and where a new thread's arena can start, is kept only by its start, a tagged
@@ -456,6 +474,7 @@ mod resources;
 mod session;
 mod suppress;
 mod symbolize;
+mod overlap;
 mod thread_roots;
 mod track;
 
@@ -470,7 +489,7 @@ pub mod harness;
 pub use counters::{stats, Stats};
 pub use leakcheck_macros::leakcheck;
 pub use leakcheck_macros::leakcheck as test;
-pub use options::{Check, Reachable};
+pub use options::{Check, Reachable, SharedThreads};
 pub use output::JSON_SCHEMA_VERSION;
 pub use raw::alloc::LeakCheck;
 pub use report::{BudgetOverrun, Frame, Kind, LeakGroup, Report, SuppressionUse};

@@ -16,6 +16,23 @@ pub enum Reachable {
     Fail,
 }
 
+/// What to do with lost blocks made by threads the check started and left running (a pool or
+/// an executor that the first test to need it started) while other checks were open. Other
+/// tests may have handed their work to those threads meanwhile, so such blocks cannot be given
+/// to one test by time alone. Where no other check was open when a block was made (under
+/// cargo-nextest, `--test-threads=1`, leakcheck's harness) there is nothing to decide: it is
+/// the check's, and counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SharedThreads {
+    /// Report them in a note, with their stacks and the tests that ran meanwhile; they do not
+    /// fail the check (the default).
+    #[default]
+    Note,
+    /// They fail the check like the check's own lost blocks.
+    Fail,
+}
+
 /// A leak check with options: the builder behind `#[leakcheck(...)]` and [`check`](crate::check).
 ///
 /// Each method is the attribute option of the same name.
@@ -46,6 +63,7 @@ pub struct Check {
     pub(crate) max_peak_bytes: Option<u64>,
     pub(crate) repeat: usize,
     pub(crate) reachable: Reachable,
+    pub(crate) shared_threads: SharedThreads,
     pub(crate) ignore: Vec<String>,
     pub(crate) resources: ResourceOptions,
 }
@@ -61,6 +79,7 @@ impl Check {
             max_peak_bytes: None,
             repeat: 0,
             reachable: Reachable::Ignore,
+            shared_threads: SharedThreads::Note,
             ignore: Vec::new(),
             resources: ResourceOptions::new(),
         }
@@ -111,6 +130,13 @@ impl Check {
     /// Whether blocks still reachable at the end fail the check (`reachable = "fail"`).
     pub fn reachable(mut self, reachable: Reachable) -> Check {
         self.reachable = reachable;
+        self
+    }
+
+    /// Whether lost blocks made by the check's shared threads while other checks were open
+    /// fail it (`shared_threads = "fail"`; see [`SharedThreads`]).
+    pub fn shared_threads(mut self, shared: SharedThreads) -> Check {
+        self.shared_threads = shared;
         self
     }
 

@@ -5,7 +5,7 @@
 use crate::config::{self, Config, Format};
 use crate::json::{self, json_object};
 use crate::raw::stack::Unwinder;
-use crate::report::{Frame, Kind, Report};
+use crate::report::{Frame, Kind, LeakGroup, Report};
 use crate::symbolize::Excuse;
 use std::collections::HashMap;
 use std::fmt;
@@ -41,11 +41,12 @@ struct JsonReport<'a> {
     growth_per_run: Option<&'a [i64]>,
     suppressions_used: Vec<JsonSuppression<'a>>,
     not_counted: Vec<NotCounted>,
+    shared_thread_groups: Vec<JsonGroup<'a>>,
     threads: Vec<JsonThread>,
     fds: Vec<JsonFd>,
     stacks: Option<&'static str>,
 }
-json_object!(JsonReport<'a> { schema_version, tool, tool_version, test, subject, verdict, reasons, totals, allowance, groups, budgets, growth_per_run, suppressions_used, not_counted, threads, fds, stacks });
+json_object!(JsonReport<'a> { schema_version, tool, tool_version, test, subject, verdict, reasons, totals, allowance, groups, budgets, growth_per_run, suppressions_used, not_counted, shared_thread_groups, threads, fds, stacks });
 
 struct Totals {
     leaked_bytes: usize,
@@ -145,6 +146,19 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
+fn groups_json(groups: &[LeakGroup]) -> Vec<JsonGroup<'_>> {
+    groups
+        .iter()
+        .map(|g| JsonGroup {
+            kind: kind_name(g.kind()),
+            bytes: g.bytes(),
+            allocations: g.allocations(),
+            frames: frames_json(g.frames()),
+            suppression: g.suppression(),
+        })
+        .collect()
+}
+
 fn frames_json(frames: &[Frame]) -> Vec<JsonFrame<'_>> {
     frames
         .iter()
@@ -207,6 +221,7 @@ impl Report {
     /// | `growth_per_run` | for `repeat`: live bytes each measured run added, else `null` |
     /// | `suppressions_used` | `pattern`, `origin`, `bytes`, `allocations` |
     /// | `not_counted` | blocks not counted as leaks: `reason` (`"stdio"`, `"one_time_init"`, `"symbolizer_cache"`, `"thread_table"`), `bytes`, `allocations` |
+    /// | `shared_thread_groups` | lost blocks not counted because they may be another test's, as in [`shared_thread_groups`](Report::shared_thread_groups), shaped as `groups` |
     /// | `threads`, `fds` | threads left running (`tid`, `name`) and descriptors left open (`fd`, `target`) |
     /// | `stacks` | `"frame-pointers"`, `"dwarf"`, or `null` when stacks were off |
     ///
@@ -285,17 +300,7 @@ impl Report {
                     allow_bytes,
                     allow_allocs,
                 }),
-            groups: self
-                .groups()
-                .iter()
-                .map(|g| JsonGroup {
-                    kind: kind_name(g.kind()),
-                    bytes: g.bytes(),
-                    allocations: g.allocations(),
-                    frames: frames_json(g.frames()),
-                    suppression: g.suppression(),
-                })
-                .collect(),
+            groups: groups_json(self.groups()),
             budgets: self
                 .budget_overruns()
                 .iter()
@@ -318,6 +323,7 @@ impl Report {
                 })
                 .collect(),
             not_counted,
+            shared_thread_groups: groups_json(self.shared_thread_groups()),
             threads: threads
                 .into_iter()
                 .map(|(tid, name)| JsonThread { tid, name })

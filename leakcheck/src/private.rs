@@ -29,6 +29,7 @@ pub struct TestMeta {
 /// The attribute's options: the public builder, so each option has one implementation.
 pub use crate::options::Check as Options;
 pub use crate::options::Reachable;
+pub use crate::options::SharedThreads;
 
 /// Whether a test's return value already fails it (then the failure is the error, not a leak).
 pub trait Outcome: Sized {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use crate::options::{Check, Reachable};
+use crate::overlap::Overlapped;
 use crate::raw::stack::Unwinder;
 use crate::raw::table::Record;
 use crate::resources::ResourceOutcome;
@@ -184,6 +185,10 @@ pub(crate) struct ReportInput<'a> {
     pub(crate) subject: String,
     pub(crate) records: &'a [Record],
     pub(crate) kinds: &'a [Kind],
+    /// Per record: lost, but maybe another test's (see `check::Judged`); empty for none.
+    pub(crate) shared: &'a [bool],
+    /// The checks that were open while this one was.
+    pub(crate) overlapped: &'a Overlapped,
     pub(crate) stacks: Option<Unwinder>,
     pub(crate) untracked: u64,
     /// Blocks recorded without their stack (the stack store was full).
@@ -236,6 +241,9 @@ pub struct Report {
     /// `reachable = "fail"` was set.
     reachable_fails: bool,
     resources: ResourceOutcome,
+    /// Lost blocks that threads the check left running made while other checks were open.
+    shared: Vec<LeakGroup>,
+    overlapped: Overlapped,
 }
 
 impl Report {
@@ -248,7 +256,16 @@ impl Report {
     /// Whether the report carries something to say even when clean (e.g. a skipped thread
     /// check), so the attribute prints it.
     pub(crate) fn has_notes(&self) -> bool {
-        !self.resources.notes.is_empty()
+        !self.resources.notes.is_empty() || !self.shared.is_empty()
+    }
+
+    /// Lost blocks that may be another test's, grouped by stack, not counted: made by threads
+    /// the check started and left running (a pool, an executor) while other checks were open,
+    /// which those checks' tests may have handed work to. Empty where no other check was open
+    /// (cargo-nextest, `--test-threads=1`), and with `shared_threads = "fail"`, which counts
+    /// them in [`groups`](Report::groups).
+    pub fn shared_thread_groups(&self) -> &[LeakGroup] {
+        &self.shared
     }
 
     /// Threads left running when the body returned, as `(tid, name)` (with `threads`).
@@ -338,6 +355,8 @@ impl Report {
             subject,
             records,
             kinds,
+            shared,
+            overlapped,
             stacks,
             untracked,
             stackless,
@@ -348,16 +367,19 @@ impl Report {
             rules,
             resources,
         } = input;
-        let mut by_stack: HashMap<(u32, Kind), (usize, usize)> = HashMap::new();
+        let mut by_stack: HashMap<(u32, Kind, bool), (usize, usize)> = HashMap::new();
         match &growth {
             Some(growth) => {
                 for &(stack, bytes, blocks) in &growth.sites {
-                    by_stack.insert((stack, Kind::Growth), (bytes, blocks));
+                    by_stack.insert((stack, Kind::Growth, false), (bytes, blocks));
                 }
             }
             None => {
-                for (record, &kind) in records.iter().zip(kinds) {
-                    let entry = by_stack.entry((record.stack, kind)).or_default();
+                for (i, (record, &kind)) in records.iter().zip(kinds).enumerate() {
+                    let is_shared = shared.get(i).copied().unwrap_or(false);
+                    let entry = by_stack
+                        .entry((record.stack, kind, is_shared))
+                        .or_default();
                     entry.0 += record.size;
                     entry.1 += 1;
                 }
@@ -373,10 +395,11 @@ impl Report {
             .collect();
         // Different raw stacks that show the same frames are one group to the reader.
         let mut by_frames: HashMap<(Kind, Vec<FrameKey>), Tally> = HashMap::new();
+        let mut shared_by_frames: HashMap<(Kind, Vec<FrameKey>), Tally> = HashMap::new();
         let mut excused: HashMap<Excuse, (usize, usize)> = HashMap::new();
         let mut suppressed: Vec<SuppressionUse> = Vec::new();
         let mut reachable = (0, 0);
-        for ((stack, kind), (bytes, allocations)) in by_stack {
+        for ((stack, kind, is_shared), (bytes, allocations)) in by_stack {
             // Reachable blocks that do not count need no stack: not resolving them keeps a
             // passing test from loading debug info for its lazy statics.
             if kind == Kind::Reachable && check.reachable == Reachable::Ignore {
@@ -422,26 +445,17 @@ impl Report {
             }
             let shown = symbolize::user_frames(&frames);
             let key = (kind, shown.iter().map(FrameKey::of).collect());
-            let entry = by_frames.entry(key).or_insert((shown, 0, 0));
+            let groups = if is_shared {
+                &mut shared_by_frames
+            } else {
+                &mut by_frames
+            };
+            let entry = groups.entry(key).or_insert((shown, 0, 0));
             entry.1 += bytes;
             entry.2 += allocations;
         }
-        let mut groups: Vec<LeakGroup> = by_frames
-            .into_iter()
-            .map(|((kind, _), (frames, bytes, allocations))| LeakGroup {
-                bytes,
-                allocations,
-                kind,
-                frames,
-            })
-            .collect();
-        groups.sort_by(|a, b| {
-            a.kind
-                .cmp(&b.kind)
-                .then(b.bytes.cmp(&a.bytes))
-                .then(b.allocations.cmp(&a.allocations))
-                .then_with(|| a.frames.len().cmp(&b.frames.len()))
-        });
+        let groups = sorted_groups(by_frames);
+        let shared = sorted_groups(shared_by_frames);
         let mut excused: Vec<(Excuse, usize, usize)> =
             excused.into_iter().map(|(e, (b, a))| (e, b, a)).collect();
         excused.sort_by_key(|(e, ..)| matches!(e, Excuse::OneTimeInit));
@@ -464,8 +478,36 @@ impl Report {
             without_scan,
             reachable_fails: check.reachable == Reachable::Fail,
             resources,
+            overlapped: if shared.is_empty() {
+                Overlapped::default()
+            } else {
+                overlapped.clone()
+            },
+            shared,
         }
     }
+}
+
+/// Groups from their tallies: definitely lost first, then indirectly lost, reachable and
+/// growth, each largest first.
+fn sorted_groups(by_frames: HashMap<(Kind, Vec<FrameKey>), Tally>) -> Vec<LeakGroup> {
+    let mut groups: Vec<LeakGroup> = by_frames
+        .into_iter()
+        .map(|((kind, _), (frames, bytes, allocations))| LeakGroup {
+            bytes,
+            allocations,
+            kind,
+            frames,
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        a.kind
+            .cmp(&b.kind)
+            .then(b.bytes.cmp(&a.bytes))
+            .then(b.allocations.cmp(&a.allocations))
+            .then_with(|| a.frames.len().cmp(&b.frames.len()))
+    });
+    groups
 }
 
 fn budget_overruns(check: &Check, stats: &ScopeStats) -> Vec<BudgetOverrun> {
@@ -704,6 +746,52 @@ fn write_overrun(f: &mut fmt::Formatter<'_>, overrun: &BudgetOverrun) -> fmt::Re
     Ok(())
 }
 
+impl Report {
+    /// The note on lost blocks that may be another test's (see [`Report::shared_thread_groups`]).
+    fn write_shared(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shared.is_empty() {
+            return Ok(());
+        }
+        let bytes: usize = self.shared.iter().map(|g| g.bytes).sum();
+        let allocations: usize = self.shared.iter().map(|g| g.allocations).sum();
+        let mut others: Vec<String> = self
+            .overlapped
+            .subjects
+            .iter()
+            .map(|subject| format!("`{subject}`"))
+            .collect();
+        if self.overlapped.more > 0 {
+            others.push(format!("and {} more", thousands(self.overlapped.more)));
+        }
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", others.join(", "))
+        };
+        writeln!(
+            f,
+            "note: not counted: {} in {} lost by threads this test started and left running (a \
+             pool, an executor, a worker), made while other checks were open{others}: those \
+             tests may have handed the threads their work. For the exact verdict run this test \
+             alone (--test-threads=1) or under cargo-nextest; shared_threads = \"fail\" counts \
+             them.",
+            plural(bytes, "byte", "bytes"),
+            plural(allocations, "allocation", "allocations"),
+        )?;
+        for group in self.shared.iter().take(SHOWN_GROUPS) {
+            write_group(f, group, self.stacks.is_some())?;
+        }
+        if self.shared.len() > SHOWN_GROUPS {
+            writeln!(
+                f,
+                "... and {} more",
+                plural(self.shared.len() - SHOWN_GROUPS, "group", "groups")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -> fmt::Result {
     let what = format!(
         "{} in {} {}",
@@ -780,6 +868,7 @@ pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt:
 
 impl Report {
     fn write_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_shared(f)?;
         if self.reachable.1 > 0 {
             let verdict = if self.reachable_fails {
                 "counted as leaks (reachable = \"fail\")"
@@ -1067,6 +1156,8 @@ mod tests {
             subject: "test `t`".into(),
             records,
             kinds: &kinds,
+            shared: &[],
+            overlapped: &crate::overlap::Overlapped::default(),
             stacks: None,
             untracked: 0,
             stackless: 0,
@@ -1086,6 +1177,7 @@ mod tests {
                 size,
                 stack: 0,
                 tag: 2,
+                shared: false,
             })
             .collect()
     }
@@ -1142,6 +1234,8 @@ mod tests {
             subject: "test `t`".into(),
             records: &[],
             kinds: &kinds,
+            shared: &[],
+            overlapped: &crate::overlap::Overlapped::default(),
             stacks: None,
             untracked: 0,
             stackless: 0,
@@ -1179,6 +1273,8 @@ mod tests {
                 subject: "test `t`".into(),
                 records: &[],
                 kinds: &kinds,
+                shared: &[],
+                overlapped: &crate::overlap::Overlapped::default(),
                 stacks: None,
                 untracked: 0,
                 stackless: 0,

@@ -194,6 +194,8 @@ impl Session {
             subject: self.subject.clone(),
             records,
             kinds,
+            shared: &[],
+            overlapped: &crate::overlap::Overlapped::default(),
             stacks: self.stacks,
             untracked: track::untracked_so_far().saturating_sub(self.untracked_before),
             stackless: 0,
@@ -229,9 +231,10 @@ impl Drop for Session {
 
 /// How the blocks left at the end relate to the roots: the same conservative scan as checks
 /// (statics, this thread's thread-locals and the stacks of the threads started during the
-/// session that still run; not this thread's stack: at exit `main` has returned).
+/// session that still run; not this thread's stack: at exit `main` has returned). Threads
+/// started before the session are no roots of it.
 fn classify(records: &[Record], scope: u32) -> crate::check::Verdicts {
-    crate::check::classify(records, scope)
+    crate::check::classify(records, scope, None)
 }
 
 /// A call site's frames as a key: two raw stacks that read the same are one site.

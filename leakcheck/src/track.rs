@@ -193,6 +193,8 @@ thread_local! {
 static PROCESS_SCOPE: AtomicU32 = AtomicU32::new(0);
 /// The process-wide scope takes the main thread's blocks too (a `Session`).
 static PROCESS_INCLUDES_MAIN: AtomicBool = AtomicBool::new(false);
+/// Scopes armed now (checks and sessions running).
+static OPEN_SCOPES: AtomicU32 = AtomicU32::new(0);
 /// Scopes that are armed or still have records. While 0, frees skip the table entirely.
 static TABLE_USERS: AtomicUsize = AtomicUsize::new(0);
 /// Whether some check has retained blocks; it then holds one count of `TABLE_USERS` for good,
@@ -258,7 +260,7 @@ fn allocated_out_of_line(addr: usize, size: usize) -> bool {
         local::with(local::Local::settle_own_bit, ());
         false
     } else if state.records_own() {
-        record(addr, size, state.scope());
+        record(addr, size, state.scope(), false);
         true
     } else if !state.is_blocked() && state.scope() != 0 {
         record_inherited(addr, size, state.scope())
@@ -419,7 +421,7 @@ fn record_process_wide(addr: usize, size: usize) -> bool {
     fence(Ordering::Acquire);
     let scope = PROCESS_SCOPE.load(Ordering::Relaxed);
     if scope != 0 {
-        record(addr, size, scope);
+        record(addr, size, scope, false);
         if slot_of(scope).id.load(Ordering::SeqCst) != scope {
             // The check ended while the record was made (its drain may have missed it, and
             // its slot may serve another check next): take it back.
@@ -429,10 +431,15 @@ fn record_process_wide(addr: usize, size: usize) -> bool {
     scope != 0
 }
 
+/// Records a block made by a thread started inside `scope`. While another check is open, that
+/// thread may be running the other check's work (a pool or an executor the first test to need
+/// it started, serving every test after it): the record says so (`Record::shared`), and the
+/// check decides at its end whether that matters (see `check::Runner::judge`).
 #[inline(never)]
 fn record_inherited(addr: usize, size: usize, scope: u32) -> bool {
     if is_active(scope) {
-        record(addr, size, scope);
+        let shared = OPEN_SCOPES.load(Ordering::Relaxed) > 1;
+        record(addr, size, scope, shared);
         if slot_of(scope).id.load(Ordering::SeqCst) != scope {
             // The check ended while the record was made (its drain may have missed it).
             table::remove(addr);
@@ -517,22 +524,23 @@ pub(crate) fn inherit(scope: u32) {
 /// its scope's tag, stored in the caller (each recording path is a function of its own, and a
 /// call more cost a tracked pair ~15 instructions); the rest is [`record_with_extras`].
 #[inline(always)]
-fn record(addr: usize, size: usize, scope: u32) {
+fn record(addr: usize, size: usize, scope: u32, shared: bool) {
     if scope & (STACKS_BIT | STATS_BIT) == 0 {
         store(Record {
             addr,
             size,
             stack: 0,
             tag: tag_of(scope),
+            shared,
         });
     } else {
-        record_with_extras(addr, size, scope);
+        record_with_extras(addr, size, scope, shared);
     }
 }
 
 /// [`record`] with the allocation's stack, or statistics for budgets, or both.
 #[inline(never)]
-fn record_with_extras(addr: usize, size: usize, scope: u32) {
+fn record_with_extras(addr: usize, size: usize, scope: u32, shared: bool) {
     let stack = if scope & STACKS_BIT != 0 {
         // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
         let _blocked = Block::new();
@@ -556,6 +564,7 @@ fn record_with_extras(addr: usize, size: usize, scope: u32) {
         size,
         stack,
         tag: tag_of(scope),
+        shared,
     });
 }
 
@@ -686,6 +695,7 @@ impl Scope {
         slot.watched_stack.store(0, Ordering::Relaxed);
         slot.threads_alive.store(0, Ordering::Relaxed);
         slot.id.store(id, Ordering::Release);
+        OPEN_SCOPES.fetch_add(1, Ordering::Relaxed);
         TABLE_USERS.fetch_add(1, Ordering::SeqCst);
         // A nested check inside a process-wide one stays per-thread.
         let process_wide = settings.process_wide
@@ -706,6 +716,7 @@ impl Scope {
     /// drops.
     pub(crate) fn enter(&self) -> Entered {
         let previous = thread_state();
+        crate::raw::threads::list_as_test_thread();
         set_thread_state(ThreadState::own(self.id));
         Entered {
             previous,
@@ -717,6 +728,7 @@ impl Scope {
     /// check that spans the rest of a test's thread (`LEAKCHECK_ALL_TESTS`), which no frame of
     /// ours encloses. [`Scope::leave`] ends it.
     pub(crate) fn enter_for_good(&self) {
+        crate::raw::threads::list_as_test_thread();
         set_thread_state(ThreadState::own(self.id));
     }
 
@@ -821,6 +833,7 @@ impl Scope {
     }
 
     fn disarm(&mut self) {
+        OPEN_SCOPES.fetch_sub(1, Ordering::Relaxed);
         if self.process_wide {
             PROCESS_INCLUDES_MAIN.store(false, Ordering::Relaxed);
             PROCESS_SCOPE.store(0, Ordering::Release);
@@ -960,6 +973,27 @@ pub(crate) fn still_pending(addr: usize) -> bool {
 /// Whether the calling thread is the process's main thread.
 pub(crate) fn on_main_thread() -> bool {
     is_main_thread()
+}
+
+/// Copies of the records of every other check running now, or ended and still being judged.
+pub(crate) fn records_of_other_checks(scope: u32) -> Vec<Record> {
+    let mut records = Vec::new();
+    let own = core::ptr::from_ref(slot_of(scope));
+    for (index, slot) in SLOTS.iter().enumerate() {
+        let id = slot.id.load(Ordering::Acquire);
+        if core::ptr::eq(slot, own) {
+            // The caller's own check, whose slot is draining while it is judged.
+        } else if is_live_id(id) {
+            records.append(&mut collect(tag_of(id), false));
+        } else if id == DRAINING {
+            // The ended check's id is gone; its records carry the slot with either
+            // statistics bit.
+            for tag in [(index as u8) << 1, (index as u8) << 1 | 1] {
+                records.append(&mut collect(tag, false));
+            }
+        }
+    }
+    records
 }
 
 /// Copies of the blocks earlier checks left reachable and that are still live.

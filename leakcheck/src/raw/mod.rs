@@ -87,6 +87,7 @@ pub(crate) fn prepare_for_fork() {
             table::recover_after_fork();
             crate::counters::recover_after_fork();
             intern::recover_after_fork();
+            threads::forget_roster_after_fork();
             crate::symbolize::forked();
             crate::all_tests::forked();
         }

@@ -90,7 +90,7 @@ pub(crate) fn supported() -> bool {
 /// `Reachable`, as on unsupported platforms.
 #[inline]
 pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]) -> Vec<Reach> {
-    os::classify(blocks, &[], extra_roots, &[], &[], None)
+    os::classify(blocks, &Transit::default(), extra_roots, &[], &[], None)
 }
 
 /// [`classify`] without the stack: the roots are the statics of every loaded object and this
@@ -99,28 +99,44 @@ pub(crate) fn classify(blocks: &[(usize, usize)], extra_roots: &[(usize, usize)]
 /// leaves them out.
 ///
 /// `transit` are live heap blocks, disjoint from `blocks` and from each other, that get no
-/// verdict: a transit block the roots reach is scanned, and what it points to is reachable.
+/// verdict: a transit block the roots reach is scanned, and what it points to where an owner
+/// points (its start, a tagged start, `Arc::into_raw`'s address, a hash table's control
+/// bytes) is reachable: earlier checks' structures keep stale addresses in their spare slots.
 /// `thread_stacks` are (start, length) ranges of other threads' live stacks (see
 /// `crate::thread_roots`): a word there keeps a block only where an owner keeps it (its start,
 /// a tagged start, `Arc::into_raw`'s address or a hash table's control bytes). Live frames
 /// leave slots unwritten, and the words found there pointing elsewhere into a lost block were
 /// stale (a test's leak looked reachable through a worker's stack in 14 of 150 corpus runs at
-/// 8 threads). `excluded` are [start, end) ranges of static memory that are not roots (see
+/// 8 threads). `shaped_transit` are transit blocks whose words keep only candidates, and only
+/// in an owner's shape, as a thread stack's do: blocks other checks still run with, whose spare
+/// capacity may hold anything. `excluded` are [start, end) ranges of static memory that are not roots (see
 /// `crate::noise`).
 pub(crate) fn classify_without_stack(
     blocks: &[(usize, usize)],
     transit: &[(usize, usize)],
+    shaped_transit: &[(usize, usize)],
     thread_stacks: &[(usize, usize)],
     excluded: &[(usize, usize)],
 ) -> Vec<Reach> {
     os::classify(
         blocks,
-        transit,
+        &Transit {
+            plain: transit,
+            shaped: shaped_transit,
+        },
         &[],
         thread_stacks,
         excluded,
         Some(NO_STACK),
     )
+}
+
+/// Blocks that get no verdict but pass reachability on (see [`classify_without_stack`]).
+#[derive(Clone, Copy, Default)]
+struct Transit<'a> {
+    plain: &'a [(usize, usize)],
+    /// Words in these keep a block only in an owner's shape.
+    shaped: &'a [(usize, usize)],
 }
 
 /// The calling thread's stack as [low, end), with its static TLS and without its descriptor
@@ -542,7 +558,7 @@ mod os {
     #[inline(never)]
     pub(super) fn classify(
         blocks: &[(usize, usize)],
-        transit: &[(usize, usize)],
+        transit: &super::Transit<'_>,
         extra_roots: &[(usize, usize)],
         thread_stacks: &[(usize, usize)],
         excluded: &[(usize, usize)],
@@ -586,7 +602,7 @@ mod os {
     fn scan_from(
         registers: &[usize; 7],
         blocks: &[(usize, usize)],
-        transit: &[(usize, usize)],
+        transit: &super::Transit<'_>,
         extra_roots: &[(usize, usize)],
         thread_stacks: &[(usize, usize)],
         excluded: &[(usize, usize)],
@@ -601,11 +617,20 @@ mod os {
                 None => return vec![Reach::Reachable; blocks.len()],
             },
         };
-        let all: Vec<(usize, usize)> = blocks.iter().chain(transit).copied().collect();
+        let all: Vec<(usize, usize)> = blocks
+            .iter()
+            .chain(transit.plain)
+            .chain(transit.shaped)
+            .copied()
+            .collect();
         let (index, position) = Index::new(&all);
         let mut is_transit = vec![false; index.len()];
         for &p in &position[blocks.len()..] {
             is_transit[p as usize] = true;
+        }
+        let mut is_shaped = vec![false; index.len()];
+        for &p in &position[blocks.len() + transit.plain.len()..] {
+            is_shaped[p as usize] = true;
         }
 
         let mut roots = loaded_objects();
@@ -669,6 +694,20 @@ mod os {
             reader.read(&pieces, |from, words| {
                 for &word in words {
                     if let Some(to) = index.find(word) {
+                        if is_transit[from as usize] {
+                            // Where an owner points, and from another check's block only into
+                            // a candidate. A retained executor's queue kept stale addresses of
+                            // freed tasks whose memory a test's leak then reused: they pointed
+                            // into the middle of the leak. A path on from another check's block
+                            // through retained ones met such a slot.
+                            let (start, size) =
+                                (index.starts[to as usize], index.sizes[to as usize]);
+                            if !super::holds_by_owner_shape(size, word - start)
+                                || (is_shaped[from as usize] && is_transit[to as usize])
+                            {
+                                continue;
+                            }
+                        }
                         edges.push((from, to));
                     }
                 }
@@ -1020,7 +1059,7 @@ mod os {
             let range = [(stack.as_ptr() as usize, stack.len() * WORD)];
             let candidates: Vec<(usize, usize)> = (0..3).map(|i| (at(i), 16 * WORD)).collect();
             let as_thread_stack =
-                super::super::classify_without_stack(&candidates, &[], &range, &[]);
+                super::super::classify_without_stack(&candidates, &[], &[], &range, &[]);
             assert_eq!(
                 as_thread_stack,
                 [Reach::Reachable, Reach::Reachable, Reach::DefinitelyLost]
@@ -1041,9 +1080,42 @@ mod os {
             ];
             let stack = [candidates[0].0];
             let range = [(stack.as_ptr() as usize, WORD)];
-            let verdicts = super::super::classify_without_stack(&candidates, &[], &range, &[]);
+            let verdicts = super::super::classify_without_stack(&candidates, &[], &[], &range, &[]);
             assert_eq!(verdicts, [Reach::Reachable, Reach::Reachable]);
             drop(core::hint::black_box(holder));
+        }
+
+        #[test]
+        fn transit_blocks_keep_blocks_only_where_owners_point() {
+            assert!(supported());
+            let blocks: Vec<Box<[usize; 16]>> = (0..3).map(|_| Box::new([0usize; 16])).collect();
+            let at = |i: usize| &*blocks[i] as *const [usize; 16] as usize;
+            // A retained block: the second candidate's start.
+            let retained: Box<[usize; 2]> = Box::new([at(1), 0]);
+            let retained_at = &*retained as *const [usize; 2] as usize;
+            // Another check's table: the first candidate's start, 40 bytes into the third (what
+            // spare capacity may still hold), and the retained block's start.
+            let table: Box<[usize; 3]> = Box::new([at(0), at(2) + 40, retained_at]);
+            let table_at = &*table as *const [usize; 3] as usize;
+            let stack = [table_at];
+            let range = [(stack.as_ptr() as usize, WORD)];
+            let candidates: Vec<(usize, usize)> = (0..3).map(|i| (at(i), 16 * WORD)).collect();
+            let kept = [(retained_at, 2 * WORD)];
+            let others = [(table_at, 3 * WORD)];
+            let classify = |plain: &[(usize, usize)], shaped: &[(usize, usize)]| {
+                super::super::classify_without_stack(&candidates, plain, shaped, &range, &[])
+            };
+            // As another check's block: only into a candidate, where an owner points.
+            assert_eq!(
+                classify(&kept, &others),
+                [Reach::Reachable, Reach::DefinitelyLost, Reach::DefinitelyLost]
+            );
+            // As a retained block: on through other retained blocks, where owners point.
+            let both = [kept[0], others[0]];
+            assert_eq!(
+                classify(&both, &[]),
+                [Reach::Reachable, Reach::Reachable, Reach::DefinitelyLost]
+            );
         }
 
         #[test]
@@ -1115,7 +1187,7 @@ mod os {
 
     pub(super) fn classify(
         blocks: &[(usize, usize)],
-        _transit: &[(usize, usize)],
+        _transit: &super::Transit<'_>,
         _extra_roots: &[(usize, usize)],
         _thread_stacks: &[(usize, usize)],
         _excluded: &[(usize, usize)],

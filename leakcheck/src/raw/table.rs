@@ -24,6 +24,9 @@ pub(crate) struct Record {
     pub(crate) stack: u32,
     /// Who the block belongs to; opaque here (see `track::tag_of`).
     pub(crate) tag: u8,
+    /// Made by a thread that another check's work may also have run on (see
+    /// `track::record_inherited`).
+    pub(crate) shared: bool,
 }
 
 /// A record as the table stores it, in 16 bytes: the address (56 bits, more than any
@@ -31,7 +34,7 @@ pub(crate) struct Record {
 /// size (40 bits: 1 TiB) with the stack id (24 bits; the interner holds at most 2^22 stacks)
 /// above it. 24-byte records at up to 75% load cost 50 bytes per live block at 1M blocks;
 /// these cost about 32. A record that does not fit is not stored: the block goes untracked
-/// and the report says so.
+/// and the report says so. The stack id's top bit holds [`Record::shared`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 struct Packed {
@@ -43,6 +46,10 @@ const ADDR_BITS: u32 = 56;
 const SIZE_BITS: u32 = 40;
 const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
+/// The interner's ids fit in 22 bits; the word's top bit is the shared flag.
+const STACK_BITS: u32 = 64 - SIZE_BITS - 1;
+const STACK_MASK: u64 = (1 << STACK_BITS) - 1;
+const SHARED_BIT: u32 = 63;
 
 /// An empty slot: address 0.
 const EMPTY: Packed = Packed {
@@ -53,12 +60,12 @@ const EMPTY: Packed = Packed {
 impl Packed {
     fn pack(record: &Record) -> Option<Packed> {
         let (addr, size, stack) = (record.addr as u64, record.size as u64, record.stack as u64);
-        if addr == 0 || addr > ADDR_MASK || size > SIZE_MASK || stack >> (64 - SIZE_BITS) != 0 {
+        if addr == 0 || addr > ADDR_MASK || size > SIZE_MASK || stack >> STACK_BITS != 0 {
             return None;
         }
         Some(Packed {
             addr_tag: addr | (record.tag as u64) << ADDR_BITS,
-            size_stack: size | stack << SIZE_BITS,
+            size_stack: size | stack << SIZE_BITS | u64::from(record.shared) << SHARED_BIT,
         })
     }
 
@@ -78,8 +85,9 @@ impl Packed {
         Record {
             addr: self.addr(),
             size: (self.size_stack & SIZE_MASK) as usize,
-            stack: (self.size_stack >> SIZE_BITS) as u32,
+            stack: ((self.size_stack >> SIZE_BITS) & STACK_MASK) as u32,
             tag: self.tag(),
+            shared: self.size_stack >> SHARED_BIT != 0,
         }
     }
 }
@@ -542,6 +550,7 @@ mod tests {
             size: addr % 97,
             stack: 0,
             tag,
+            shared: false,
         }
     }
 
@@ -551,10 +560,21 @@ mod tests {
         let record = Record {
             addr: 0x7fff_ffff_fff0,
             size: (1 << 40) - 1,
-            stack: (1 << 24) - 1,
+            stack: (1 << 23) - 1,
             tag: 255,
+            shared: true,
         };
         assert_eq!(Packed::pack(&record).unwrap().unpack(), record);
+        let unshared = Record {
+            shared: false,
+            ..record
+        };
+        assert_eq!(Packed::pack(&unshared).unwrap().unpack(), unshared);
+        let too_deep = Record {
+            stack: 1 << 23,
+            ..record
+        };
+        assert_eq!(Packed::pack(&too_deep), None);
         let too_big = Record {
             size: 1 << 40,
             ..record

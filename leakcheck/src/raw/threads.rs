@@ -11,14 +11,15 @@
 //! the test's name. The check ends in a thread-specific key's destructor, which glibc runs after
 //! the thread's thread-local destructors: the thread's own data is gone by then.
 //!
-//! Threads started inside a check, or while a process-wide check runs, are also listed in a
-//! roster (tid and stack) until they exit: when their check ends, the stacks of those still
-//! running are roots of its scan (`crate::thread_roots`), as every live thread's stack is for
-//! LeakSanitizer. A pool or an executor started by a test keeps its queues there.
+//! Every thread created through the interposer is listed in a roster (tid, stack, and the
+//! check it started in, if any) until it exits: when a check ends, the stacks of listed
+//! threads that still run are roots of its scan (`crate::thread_roots`), as every live thread's
+//! stack is for LeakSanitizer. A pool, an executor or a worker fed by a channel keeps its
+//! queues and what it was sent there, whether a test started it or it ran before `main`.
 
 use crate::track;
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
@@ -64,7 +65,8 @@ struct Inherit {
     blocked: bool,
     /// Created by the main thread while `LEAKCHECK_ALL_TESTS` is on: a test thread.
     candidate: bool,
-    /// The scope whose roster the thread joins (its own, or the process-wide one), or 0.
+    /// What the thread is listed under: the scope it starts in (its own, or the process-wide
+    /// one), or [`OUTSIDE_CHECKS`].
     roster: u32,
 }
 
@@ -90,9 +92,7 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         System.dealloc(data.cast(), Layout::new::<Inherit>());
         inherit
     };
-    if roster != 0 {
-        join_roster(roster);
-    }
+    join_roster(roster);
     if blocked {
         track::start_ignored();
     } else if scope != 0 {
@@ -103,11 +103,9 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         let _ = CANDIDATE.try_with(|c| c.set(true));
     }
     let result = start(arg);
-    if roster != 0 {
-        // Only thread-local destructors run from here on; stale words on the way out are no
-        // roots (a check waiting for this thread to exit may give up waiting first).
-        left_roster(core::ptr::null_mut());
-    }
+    // Only thread-local destructors run from here on; stale words on the way out are no roots
+    // (a check waiting for this thread to exit may give up waiting first).
+    left_roster(core::ptr::null_mut());
     result
 }
 
@@ -165,8 +163,9 @@ fn at_exit(key: &AtomicUsize, destructor: extern "C" fn(*mut c_void), token: u32
     }
 }
 
-/// Creates a thread. When the creating thread is inside a check, the new thread starts inside
-/// the same check; otherwise this is glibc's `pthread_create` exactly.
+/// Creates a thread, listed in the roster until it exits. When the creating thread is inside a
+/// check, the new thread starts inside the same check. If the roster's start data cannot be
+/// allocated, this is glibc's `pthread_create` exactly.
 ///
 /// # Safety
 ///
@@ -188,39 +187,40 @@ pub unsafe extern "C" fn pthread_create(
     let roster = if inherits {
         scope
     } else {
-        track::process_scope_for_new_thread()
+        match track::process_scope_for_new_thread() {
+            0 => OUTSIDE_CHECKS,
+            process => process,
+        }
     };
-    if blocked || inherits || candidate || roster != 0 {
-        let scope = if inherits { scope } else { 0 };
-        // SAFETY: the layout has a non-zero size.
-        let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
-        if !data.is_null() {
-            // SAFETY: `data` is a fresh allocation for one `Inherit`.
-            unsafe {
-                data.write(Inherit {
-                    start,
-                    arg,
-                    scope,
-                    blocked,
-                    candidate,
-                    roster,
-                })
-            };
-            // SAFETY: the caller's contract, with our start routine and its data in place of
-            // theirs; their routine and argument are called unchanged on the new thread.
-            let result = unsafe { create(thread, attr, start_inside_scope, data.cast()) };
-            if result != 0 {
-                // SAFETY: the thread was not created, so `data` is still ours.
-                unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
-                if inherits {
-                    track::inherited_thread_exited(scope);
-                }
+    let scope = if inherits { scope } else { 0 };
+    // SAFETY: the layout has a non-zero size.
+    let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
+    if !data.is_null() {
+        // SAFETY: `data` is a fresh allocation for one `Inherit`.
+        unsafe {
+            data.write(Inherit {
+                start,
+                arg,
+                scope,
+                blocked,
+                candidate,
+                roster,
+            })
+        };
+        // SAFETY: the caller's contract, with our start routine and its data in place of
+        // theirs; their routine and argument are called unchanged on the new thread.
+        let result = unsafe { create(thread, attr, start_inside_scope, data.cast()) };
+        if result != 0 {
+            // SAFETY: the thread was not created, so `data` is still ours.
+            unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
+            if inherits {
+                track::inherited_thread_exited(scope);
             }
-            return result;
         }
-        if inherits {
-            track::inherited_thread_exited(scope);
-        }
+        return result;
+    }
+    if inherits {
+        track::inherited_thread_exited(scope);
     }
     // SAFETY: the caller's contract, forwarded unchanged.
     unsafe { create(thread, attr, start, arg) }
@@ -264,6 +264,48 @@ pub unsafe extern "C" fn pthread_setname_np(
     result
 }
 
+/// The CPU time thread `tid` of this process has used, in nanoseconds; `None` once it has
+/// exited. Its CPU-time clock is derived from its id, as glibc's `pthread_getcpuclockid` does,
+/// so a thread that exited meanwhile is an error, never a dangling descriptor.
+pub(crate) fn cpu_time(tid: i32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // The kernel's per-thread scheduler clock: CPUCLOCK_PERTHREAD_MASK | CPUCLOCK_SCHED.
+        let clock = ((!tid) << 3) | 6;
+        let mut time = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `time` is valid for writes; an unknown clock is an error return.
+        if unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut time) } != 0 {
+            return None;
+        }
+        Some(time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tid;
+        None
+    }
+}
+
+thread_local! {
+    /// This thread's roster entry says it ran a check as its own. Const-initialised, no
+    /// destructor.
+    static LISTED_AS_TESTER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread's roster entry, if it has one, as a thread that runs a check as
+/// its own (see [`listed_beside`]). Looks the entry up once per thread.
+pub(crate) fn list_as_test_thread() {
+    if LISTED_AS_TESTER.try_with(|done| done.replace(true)).unwrap_or(true) {
+        return;
+    }
+    if let Some(member) = own_entry() {
+        member.tester.store(true, Ordering::Relaxed);
+    }
+}
+
 /// On a listed thread that std is naming (its handle is in place by then), keeps the address
 /// of the name's heap copy in the thread's roster entry. std holds the name in the handle's
 /// inner block, which it allocates with `System`, out of leakcheck's sight: without this word
@@ -302,6 +344,8 @@ pub(crate) fn interposer_address() -> usize {
 const ROSTER_SIZE: usize = 512;
 /// A roster entry's scope while its thread writes it.
 const WRITING: u32 = u32::MAX;
+/// The roster's scope for a thread started outside every check (no scope id is this low).
+pub(crate) const OUTSIDE_CHECKS: u32 = 1;
 
 /// One listed thread. Free while `scope` is 0.
 struct Member {
@@ -313,6 +357,8 @@ struct Member {
     /// The address of the thread's name as std keeps it (see `keep_listed_name`), or 0. A
     /// static word: the scan reads it as a root.
     name: AtomicUsize,
+    /// The thread has run a check as its own (a test thread): never a root of another check.
+    tester: AtomicBool,
 }
 
 static ROSTER: [Member; ROSTER_SIZE] = [const {
@@ -322,6 +368,7 @@ static ROSTER: [Member; ROSTER_SIZE] = [const {
         low: AtomicUsize::new(0),
         end: AtomicUsize::new(0),
         name: AtomicUsize::new(0),
+        tester: AtomicBool::new(false),
     }
 }; ROSTER_SIZE];
 
@@ -359,11 +406,23 @@ fn join_roster(scope: u32) {
     };
     member.tid.store(tid, Ordering::Relaxed);
     member.name.store(0, Ordering::Relaxed);
+    member.tester.store(false, Ordering::Relaxed);
     member.low.store(low, Ordering::Relaxed);
     member.end.store(end, Ordering::Relaxed);
     member.scope.store(scope, Ordering::Release);
     if !at_exit(&ROSTER_KEY, left_roster, 1) {
         member.tid.store(0, Ordering::Release);
+        member.scope.store(0, Ordering::Release);
+    }
+}
+
+/// In a forked child: only the thread that forked exists, under a new id, so no entry
+/// describes a thread of this process. Without this the child's checks watched the parent's
+/// threads, whose ids it cannot read, for the whole settling time.
+pub(crate) fn forget_roster_after_fork() {
+    for member in &ROSTER {
+        member.name.store(0, Ordering::Relaxed);
+        member.tid.store(0, Ordering::Relaxed);
         member.scope.store(0, Ordering::Release);
     }
 }
@@ -378,9 +437,25 @@ pub(crate) struct Listed {
 
 /// The threads listed under `scope` now (started inside it and not yet exited).
 pub(crate) fn listed_under(scope: u32) -> Vec<Listed> {
+    listed_where(|listed_scope, _| scope != 0 && listed_scope == scope)
+}
+
+/// The threads listed now under anything but `scope` (started outside every check, inside
+/// another one, or inside one that has ended) that never ran a check as their own. A test
+/// thread is left out even once its check is over: its stack holds copies of its own test's
+/// addresses, which the allocator hands out again to the tests still running.
+pub(crate) fn listed_beside(scope: u32) -> Vec<Listed> {
+    listed_where(|listed_scope, tester| listed_scope != scope && !tester)
+}
+
+fn listed_where(wanted: impl Fn(u32, bool) -> bool) -> Vec<Listed> {
     let mut listed = Vec::new();
     for member in &ROSTER {
-        if scope == 0 || member.scope.load(Ordering::Acquire) != scope {
+        let scope = member.scope.load(Ordering::Acquire);
+        if scope == 0
+            || scope == WRITING
+            || !wanted(scope, member.tester.load(Ordering::Relaxed))
+        {
             continue;
         }
         let found = Listed {

@@ -241,6 +241,43 @@ fn repeat_with_budget_beyond() {
     drop(black_box(vec![0u8; 51]));
 }
 
+// ---- shared_threads ----
+
+/// A worker the test starts and leaves running (the sender is kept, as a pool in a static
+/// would be) loses a block. With `shared_threads = "fail"` it is the test's leak whether or
+/// not other checks ran meanwhile, so the verdict is the same at any thread count.
+#[leakcheck(shared_threads = "fail")]
+fn shared_threads_fail_counts_a_worker_left_running() {
+    let (jobs, queue) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<()>>();
+    std::thread::spawn(move || {
+        for done in queue {
+            lose_on_the_worker();
+            scrub_the_stack_below();
+            done.send(()).unwrap();
+        }
+    });
+    let (done, wait) = std::sync::mpsc::channel();
+    jobs.send(done).unwrap();
+    wait.recv().unwrap();
+    std::mem::forget(jobs);
+}
+
+/// In a frame of its own, which is dead once it returns, and which `scrub_the_stack_below`
+/// then overwrites: the worker's live frames, a root of the check, are laid over that memory
+/// when it waits for the next job, and slots they leave unwritten would keep the address. Too
+/// big for the size class of what std frees as the thread starts: std's box of the thread's
+/// closure, live while the thread runs, keeps such a block's address, and a small leak that
+/// reused it looked reachable.
+#[inline(never)]
+fn lose_on_the_worker() {
+    std::mem::forget(black_box(vec![5u8; 4_068]));
+}
+
+#[inline(never)]
+fn scrub_the_stack_below() {
+    black_box(&mut [0usize; 1024]);
+}
+
 // ---- reachable ----
 
 static KEPT_DEFAULT: Mutex<Option<Box<[u8; 64]>>> = Mutex::new(None);
