@@ -113,6 +113,10 @@ const SCENARIOS: &[(&str, Expect)] = &[
         Passes,
     ),
     ("no_false_alarm::named_thread_left_running", Passes),
+    (
+        "no_false_alarm::worker_started_before_main_keeps_what_it_is_sent",
+        Passes,
+    ),
     // Definitely lost, with valgrind's direct/indirect split for structures.
     (
         "definite::box_leak",

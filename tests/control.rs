@@ -395,7 +395,12 @@ fn option_cases() -> Vec<Case> {
                 leak("shared_threads_fail_counts_a_worker_left_running", 1, 4_068),
                 vec![
                     group(4_068, 1, lost),
-                    frame_in(0, "options::lose_on_the_worker", OPTIONS, "vec![5u8; 4_068]"),
+                    frame_in(
+                        0,
+                        "options::lose_on_the_worker",
+                        OPTIONS,
+                        "vec![5u8; 4_068]",
+                    ),
                 ],
             ]),
         ),

@@ -5,13 +5,13 @@
 use crate::config::Config;
 use crate::options::{Check, SharedThreads};
 use crate::overlap::{Overlapped, Registration};
-use crate::thread_roots::Idle;
 use crate::raw::scan::{self, Reach};
 use crate::raw::stack::{self, CaptureLimit, Unwinder};
 use crate::raw::table::Record;
 use crate::report::{Growth, Kind, Report, ReportInput};
 use crate::resources::Watch;
 use crate::suppress;
+use crate::thread_roots::Idle;
 use crate::track::{self, Scope, ScopeSettings, ScopeStats};
 use std::collections::HashMap;
 use std::fmt;

@@ -466,6 +466,7 @@ mod json;
 mod noise;
 mod options;
 mod output;
+mod overlap;
 mod panic_hook;
 #[allow(unsafe_code)]
 mod raw;
@@ -474,7 +475,6 @@ mod resources;
 mod session;
 mod suppress;
 mod symbolize;
-mod overlap;
 mod thread_roots;
 mod track;
 

@@ -377,9 +377,7 @@ impl Report {
             None => {
                 for (i, (record, &kind)) in records.iter().zip(kinds).enumerate() {
                     let is_shared = shared.get(i).copied().unwrap_or(false);
-                    let entry = by_stack
-                        .entry((record.stack, kind, is_shared))
-                        .or_default();
+                    let entry = by_stack.entry((record.stack, kind, is_shared)).or_default();
                     entry.0 += record.size;
                     entry.1 += 1;
                 }

@@ -93,8 +93,14 @@ fn a_worker_left_running_that_leaks_for_another_open_check_is_a_note_not_a_failu
     assert_eq!(shared, 1_234, "{first}");
     let text = first.to_string();
     assert!(text.contains("note: not counted: 1,234 bytes in 1 allocation lost by threads this test started and left running"), "{text}");
-    assert!(text.contains("shared_threads.rs:"), "names the other check: {text}");
-    assert!(text.contains("leak_on_the_worker"), "shows the stack: {text}");
+    assert!(
+        text.contains("shared_threads.rs:"),
+        "names the other check: {text}"
+    );
+    assert!(
+        text.contains("leak_on_the_worker"),
+        "shows the stack: {text}"
+    );
 }
 
 #[test]

@@ -1108,7 +1108,11 @@ mod os {
             // As another check's block: only into a candidate, where an owner points.
             assert_eq!(
                 classify(&kept, &others),
-                [Reach::Reachable, Reach::DefinitelyLost, Reach::DefinitelyLost]
+                [
+                    Reach::Reachable,
+                    Reach::DefinitelyLost,
+                    Reach::DefinitelyLost
+                ]
             );
             // As a retained block: on through other retained blocks, where owners point.
             let both = [kept[0], others[0]];

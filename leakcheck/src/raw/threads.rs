@@ -298,7 +298,10 @@ thread_local! {
 /// Marks the calling thread's roster entry, if it has one, as a thread that runs a check as
 /// its own (see [`listed_beside`]). Looks the entry up once per thread.
 pub(crate) fn list_as_test_thread() {
-    if LISTED_AS_TESTER.try_with(|done| done.replace(true)).unwrap_or(true) {
+    if LISTED_AS_TESTER
+        .try_with(|done| done.replace(true))
+        .unwrap_or(true)
+    {
         return;
     }
     if let Some(member) = own_entry() {
@@ -452,10 +455,7 @@ fn listed_where(wanted: impl Fn(u32, bool) -> bool) -> Vec<Listed> {
     let mut listed = Vec::new();
     for member in &ROSTER {
         let scope = member.scope.load(Ordering::Acquire);
-        if scope == 0
-            || scope == WRITING
-            || !wanted(scope, member.tester.load(Ordering::Relaxed))
-        {
+        if scope == 0 || scope == WRITING || !wanted(scope, member.tester.load(Ordering::Relaxed)) {
             continue;
         }
         let found = Listed {

@@ -223,6 +223,52 @@ impl Worker {
     }
 }
 
+/// A worker thread started before `main` (from `.init_array`, as a C library or a `ctor`
+/// starts one), fed through a channel made there, which keeps the last buffer it was sent in a
+/// local of its loop: the shape of a service thread that no test started.
+pub struct EarlyWorker {
+    jobs: Mutex<Sender<(Vec<u8>, Sender<()>)>>,
+}
+
+static EARLY_WORKER: OnceLock<EarlyWorker> = OnceLock::new();
+
+#[used]
+#[link_section = ".init_array"]
+static START_EARLY_WORKER: extern "C" fn() = start_early_worker;
+
+extern "C" fn start_early_worker() {
+    let worker = EARLY_WORKER.get_or_init(|| {
+        let (jobs, inbox) = channel::<(Vec<u8>, Sender<()>)>();
+        std::thread::spawn(move || {
+            let mut latest = None;
+            for (buffer, kept) in inbox {
+                drop(latest.replace(buffer));
+                kept.send(()).unwrap();
+                black_box(&latest);
+            }
+        });
+        EarlyWorker {
+            jobs: Mutex::new(jobs),
+        }
+    });
+    // The channel's first block of slots is made here, before main, where no check sees it.
+    worker.keep(vec![0u8; 8]);
+}
+
+impl EarlyWorker {
+    /// The worker, started before `main`.
+    pub fn get() -> &'static EarlyWorker {
+        EARLY_WORKER.get().expect("started from .init_array")
+    }
+
+    /// Hands the worker `buffer` to keep (dropping the one it kept) and waits until it has.
+    pub fn keep(&self, buffer: Vec<u8>) {
+        let (kept, wait) = channel();
+        self.jobs.lock().unwrap().send((buffer, kept)).unwrap();
+        wait.recv().unwrap();
+    }
+}
+
 /// Forgets 1,818 bytes, then starts a worker, left running with three buffers it keeps (none of
 /// them lost).
 ///

@@ -179,7 +179,11 @@ mod no_false_alarm {
     #[leakcheck::test]
     fn caught_failed_assert_eq() {
         let caught = std::panic::catch_unwind(|| {
-            assert_eq!(black_box(vec![1u32; 200]), vec![2u32; 200], "caught on purpose")
+            assert_eq!(
+                black_box(vec![1u32; 200]),
+                vec![2u32; 200],
+                "caught on purpose"
+            )
         });
         assert!(caught.is_err());
     }
@@ -193,6 +197,14 @@ mod no_false_alarm {
         WORKER
             .get_or_init(accuracy_fixture::Worker::start)
             .hand_over(5, 900);
+    }
+
+    /// A worker that ran before `main` keeps the buffer the test hands it, on its stack: it
+    /// ran during the check and waits for work at its end, so its stack is a root, as every
+    /// live thread's is for LeakSanitizer.
+    #[leakcheck::test]
+    fn worker_started_before_main_keeps_what_it_is_sent() {
+        accuracy_fixture::EarlyWorker::get().keep(vec![0x2du8; 1_450]);
     }
 
     /// A named thread the test leaves running (pools name their threads): std keeps the name
