@@ -245,12 +245,12 @@ fn parse_shared_threads(args: &mut Args, key: &Ident, value: ParseStream) -> syn
     let variant = match literal.value().as_str() {
         "fail" => quote::quote!(SharedThreads::Fail),
         "note" => quote::quote!(SharedThreads::Note),
-        other => return Err(Error::new(
-            literal.span(),
-            format!(
+        other => {
+            let message = format!(
                 "unknown value `{other}` for `shared_threads`; expected `\"fail\"` or `\"note\"`"
-            ),
-        )),
+            );
+            return Err(Error::new(literal.span(), message));
+        }
     };
     args.forward_runtime_path(key, variant);
     end_of_value(value, key)
