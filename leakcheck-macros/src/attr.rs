@@ -212,47 +212,57 @@ fn parse_count(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<
 
 /// `reachable = "fail"` or `reachable = "ignore"`.
 fn parse_reachable(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
-    let literal: LitStr = value.parse().map_err(|error| {
-        Error::new(
-            error.span(),
-            "expected `reachable = \"fail\"` or `reachable = \"ignore\"`",
-        )
-    })?;
-    let variant = match literal.value().as_str() {
-        "fail" => quote::quote!(Reachable::Fail),
-        "ignore" => quote::quote!(Reachable::Ignore),
-        other => {
-            return Err(Error::new(
-                literal.span(),
-                format!(
-                    "unknown value `{other}` for `reachable`; expected `\"fail\"` or `\"ignore\"`"
-                ),
-            ))
-        }
-    };
-    args.forward_runtime_path(key, variant);
-    end_of_value(value, key)
+    parse_choice(
+        args,
+        key,
+        value,
+        "Reachable",
+        &[("fail", "Fail"), ("ignore", "Ignore")],
+    )
 }
 
 /// `shared_threads = "fail"` or `shared_threads = "note"`.
 fn parse_shared_threads(args: &mut Args, key: &Ident, value: ParseStream) -> syn::Result<()> {
+    parse_choice(
+        args,
+        key,
+        value,
+        "SharedThreads",
+        &[("fail", "Fail"), ("note", "Note")],
+    )
+}
+
+/// A string value that names a variant of the runtime's enum `kind`: `choices` pairs each
+/// string with its variant. Forwarded as the variant's path.
+fn parse_choice(
+    args: &mut Args,
+    key: &Ident,
+    value: ParseStream,
+    kind: &str,
+    choices: &[(&str, &str)],
+) -> syn::Result<()> {
+    let quoted: Vec<String> = choices
+        .iter()
+        .map(|(text, _)| format!("`\"{text}\"`"))
+        .collect();
     let literal: LitStr = value.parse().map_err(|error| {
-        Error::new(
-            error.span(),
-            "expected `shared_threads = \"fail\"` or `shared_threads = \"note\"`",
-        )
+        let forms: Vec<String> = choices
+            .iter()
+            .map(|(text, _)| format!("`{key} = \"{text}\"`"))
+            .collect();
+        Error::new(error.span(), format!("expected {}", forms.join(" or ")))
     })?;
-    let variant = match literal.value().as_str() {
-        "fail" => quote::quote!(SharedThreads::Fail),
-        "note" => quote::quote!(SharedThreads::Note),
-        other => {
-            let message = format!(
-                "unknown value `{other}` for `shared_threads`; expected `\"fail\"` or `\"note\"`"
-            );
-            return Err(Error::new(literal.span(), message));
-        }
+    let given = literal.value();
+    let Some((_, variant)) = choices.iter().find(|(text, _)| *text == given) else {
+        let message = format!(
+            "unknown value `{given}` for `{key}`; expected {}",
+            quoted.join(" or ")
+        );
+        return Err(Error::new(literal.span(), message));
     };
-    args.forward_runtime_path(key, variant);
+    let kind = Ident::new(kind, literal.span());
+    let variant = Ident::new(variant, literal.span());
+    args.forward_runtime_path(key, quote::quote!(#kind::#variant));
     end_of_value(value, key)
 }
 
