@@ -1,9 +1,13 @@
 //! Which checks were open at the same time: the tests whose work a shared thread (a pool or an
 //! executor one test started and the others used) may have run while a check was open, named
 //! in that check's report.
+//!
+//! The list is under a spin lock that a forked child can take back: a thread that held it at
+//! the fork does not exist in the child, and a child that runs a check would wait for it
+//! forever (the fork tests caught one such hang in about 500 forks).
 #![forbid(unsafe_code)]
 
-use std::sync::Mutex;
+use crate::raw::spin::SpinLock;
 
 /// Names kept per check; a longer list ends in "and N more".
 const KEPT_NAMES: usize = 8;
@@ -30,7 +34,7 @@ impl Open {
     }
 }
 
-static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
+static OPEN: SpinLock<Vec<Open>> = SpinLock::new(Vec::new());
 
 /// The checks that were open at some moment while one was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,7 +53,7 @@ impl Registration {
     /// Lists the check of `scope`, named `subject`, as open, and each open check as
     /// overlapping it and it them.
     pub(crate) fn open(scope: u32, subject: &str) -> Registration {
-        let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = OPEN.lock();
         let mut entry = Open {
             scope,
             subject: subject.to_owned(),
@@ -67,7 +71,7 @@ impl Registration {
     /// The checks that were open at some moment while this one was, up to now; takes the
     /// check off the list.
     pub(crate) fn close(self) -> Overlapped {
-        let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = OPEN.lock();
         let found = open
             .iter()
             .position(|entry| entry.scope == self.scope)
@@ -81,9 +85,19 @@ impl Registration {
     }
 }
 
+/// In a freshly forked child: the list may have been half-changed by a thread the child does
+/// not have. It is abandoned (not freed: its memory may be inconsistent); the child's checks
+/// start a new one.
+pub(crate) fn forked() {
+    if OPEN.is_locked() {
+        OPEN.force_unlock();
+    }
+    core::mem::forget(core::mem::take(&mut *OPEN.lock()));
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = OPEN.lock();
         open.retain(|entry| entry.scope != self.scope);
     }
 }

@@ -90,6 +90,7 @@ pub(crate) fn prepare_for_fork() {
             threads::forget_roster_after_fork();
             crate::symbolize::forked();
             crate::all_tests::forked();
+            crate::overlap::forked();
         }
         REGISTERED.call_once(|| {
             // SAFETY: the handlers are plain `extern "C" fn`s that only touch leakcheck's own
