@@ -312,18 +312,6 @@ impl<'c> Runner<'c> {
             .filter(|(record, kind)| *kind == Kind::Reachable || finished.still_live(record))
             .map(|(record, kind)| (*record, kind))
             .unzip();
-        // A lost block that a thread the check left running made while other checks were open
-        // may be another test's: a pool started by this test runs every later test's jobs.
-        let shared: Vec<bool> = records
-            .iter()
-            .zip(&kinds)
-            .map(|(record, &kind)| {
-                left_running
-                    && record.shared
-                    && check.shared_threads == SharedThreads::Note
-                    && matches!(kind, Kind::Definite | Kind::Indirect)
-            })
-            .collect();
         let judged = Judged {
             check,
             subject,
@@ -331,7 +319,7 @@ impl<'c> Runner<'c> {
             rules,
             records,
             kinds,
-            shared,
+            left_running,
             overlapped,
             held,
             untracked: track::untracked_so_far().saturating_sub(untracked_before),
@@ -353,9 +341,8 @@ pub(crate) struct Judged<'c> {
     rules: &'static [suppress::Rule],
     records: Vec<Record>,
     kinds: Vec<Kind>,
-    /// Per record: lost, but maybe another test's (made by a thread the check left running,
-    /// while other checks were open); reported apart, not counted.
-    shared: Vec<bool>,
+    /// Threads the check started still ran when it ended (see [`Judged::shared`]).
+    left_running: bool,
     /// The checks open at some moment while this one was.
     overlapped: Overlapped,
     /// Reachable blocks only the check's running threads keep (see [`settle`]), sorted.
@@ -376,7 +363,7 @@ impl Judged<'_> {
             subject: self.subject.clone(),
             records: &self.records,
             kinds: &self.kinds,
-            shared: &self.shared,
+            shared: &self.shared(),
             overlapped: &self.overlapped,
             stacks: self.stacks,
             untracked: self.untracked,
@@ -397,9 +384,22 @@ impl Judged<'_> {
             .retain(|_| *keep_record.next().unwrap_or(&false));
         let mut keep_kind = keep.iter();
         self.kinds.retain(|_| *keep_kind.next().unwrap_or(&false));
-        let mut keep_shared = keep.iter();
-        self.shared
-            .retain(|_| *keep_shared.next().unwrap_or(&false));
+    }
+
+    /// Per record: lost, but maybe another test's, so reported apart and not counted. A
+    /// thread the check started and left running made it while other checks were open: a
+    /// pool started by this test runs the jobs of every test that overlaps it.
+    fn shared(&self) -> Vec<bool> {
+        self.records
+            .iter()
+            .zip(&self.kinds)
+            .map(|(record, &kind)| {
+                self.left_running
+                    && record.shared
+                    && self.check.shared_threads == SharedThreads::Note
+                    && matches!(kind, Kind::Definite | Kind::Indirect)
+            })
+            .collect()
     }
 
     /// Keeps only the blocks still waiting under [`track::PENDING_TAG`] now, and not at

@@ -744,52 +744,6 @@ fn write_overrun(f: &mut fmt::Formatter<'_>, overrun: &BudgetOverrun) -> fmt::Re
     Ok(())
 }
 
-impl Report {
-    /// The note on lost blocks that may be another test's (see [`Report::shared_thread_groups`]).
-    fn write_shared(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.shared.is_empty() {
-            return Ok(());
-        }
-        let bytes: usize = self.shared.iter().map(|g| g.bytes).sum();
-        let allocations: usize = self.shared.iter().map(|g| g.allocations).sum();
-        let mut others: Vec<String> = self
-            .overlapped
-            .subjects
-            .iter()
-            .map(|subject| format!("`{subject}`"))
-            .collect();
-        if self.overlapped.more > 0 {
-            others.push(format!("and {} more", thousands(self.overlapped.more)));
-        }
-        let others = if others.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", others.join(", "))
-        };
-        writeln!(
-            f,
-            "note: not counted: {} in {} lost by threads this test started and left running (a \
-             pool, an executor, a worker), made while other checks were open{others}: those \
-             tests may have handed the threads their work. For the exact verdict run this test \
-             alone (--test-threads=1) or under cargo-nextest; shared_threads = \"fail\" counts \
-             them.",
-            plural(bytes, "byte", "bytes"),
-            plural(allocations, "allocation", "allocations"),
-        )?;
-        for group in self.shared.iter().take(SHOWN_GROUPS) {
-            write_group(f, group, self.stacks.is_some())?;
-        }
-        if self.shared.len() > SHOWN_GROUPS {
-            writeln!(
-                f,
-                "... and {} more",
-                plural(self.shared.len() - SHOWN_GROUPS, "group", "groups")
-            )?;
-        }
-        Ok(())
-    }
-}
-
 fn write_group(f: &mut fmt::Formatter<'_>, group: &LeakGroup, stacks_on: bool) -> fmt::Result {
     let what = format!(
         "{} in {} {}",
@@ -865,6 +819,50 @@ pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame]) -> fmt:
 }
 
 impl Report {
+    /// The note on lost blocks that may be another test's (see [`Report::shared_thread_groups`]).
+    fn write_shared(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shared.is_empty() {
+            return Ok(());
+        }
+        let bytes: usize = self.shared.iter().map(|g| g.bytes).sum();
+        let allocations: usize = self.shared.iter().map(|g| g.allocations).sum();
+        let mut others: Vec<String> = self
+            .overlapped
+            .subjects
+            .iter()
+            .map(|subject| format!("`{subject}`"))
+            .collect();
+        if self.overlapped.more > 0 {
+            others.push(format!("and {} more", thousands(self.overlapped.more)));
+        }
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", others.join(", "))
+        };
+        writeln!(
+            f,
+            "note: not counted: {} in {} lost by threads this test started and left running (a \
+             pool, an executor, a worker), made while other checks were open{others}: those \
+             tests may have handed the threads their work. For the exact verdict run this test \
+             alone (--test-threads=1) or under cargo-nextest; shared_threads = \"fail\" counts \
+             them.",
+            plural(bytes, "byte", "bytes"),
+            plural(allocations, "allocation", "allocations"),
+        )?;
+        for group in self.shared.iter().take(SHOWN_GROUPS) {
+            write_group(f, group, self.stacks.is_some())?;
+        }
+        if self.shared.len() > SHOWN_GROUPS {
+            writeln!(
+                f,
+                "... and {} more",
+                plural(self.shared.len() - SHOWN_GROUPS, "group", "groups")
+            )?;
+        }
+        Ok(())
+    }
+
     fn write_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_shared(f)?;
         if self.reachable.1 > 0 {
