@@ -456,6 +456,11 @@ fn is_active(scope: u32) -> bool {
     slot_of(scope).id.load(Ordering::Acquire) == scope
 }
 
+/// Whether `scope` is a check still running (not one that ended, nor a made-up id).
+pub(crate) fn is_running(scope: u32) -> bool {
+    scope & !((1 << COUNTER_SHIFT) - 1) != 0 && is_active(scope)
+}
+
 /// The scope a thread created now should start in: the creator's, if it is inside an
 /// inheritable check and not blocked.
 pub(crate) fn inheritable_scope() -> u32 {

@@ -53,30 +53,34 @@ fn scrub_the_stack_below() {
     black_box(&mut [0usize; 1024]);
 }
 
+/// The pool's queue, kept in a static as pools keep theirs: a block the queue adds for a job
+/// is reachable through it.
+static POOL: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+
 /// Check 1 starts a worker and leaves it running; while check 1 is still open, check 2 (on
 /// another thread) has the worker leak `bytes`. Returns both reports.
 fn worker_leaks_for_another_check(bytes: usize, shared: SharedThreads) -> (Report, Report) {
-    let (to_worker, from_test) = mpsc::channel::<Sender<Job>>();
+    let check_1_started = &Barrier::new(2);
     let check_2_done = &Barrier::new(2);
     thread::scope(|s| {
         let first = s.spawn(move || {
             Check::new().shared_threads(shared).run(|| {
                 let (jobs, queue) = mpsc::channel();
                 thread::spawn(move || serve(queue));
-                to_worker.send(jobs).unwrap();
+                *POOL.lock().unwrap() = Some(jobs);
+                check_1_started.wait();
                 check_2_done.wait();
             })
         });
         let second = s.spawn(move || {
-            let jobs = from_test.recv().unwrap();
+            check_1_started.wait();
             let report = Check::new().run(|| {
                 let (done, wait) = mpsc::channel();
-                jobs.send(Job::Leak(bytes, done)).unwrap();
+                let job = Job::Leak(bytes, done);
+                POOL.lock().unwrap().as_ref().unwrap().send(job).unwrap();
                 wait.recv().unwrap();
             });
             check_2_done.wait();
-            // The worker runs on, as a pool kept in a static does.
-            std::mem::forget(jobs);
             report
         });
         (first.join().unwrap(), second.join().unwrap())

@@ -436,6 +436,8 @@ pub(crate) struct Listed {
     pub(crate) tid: i32,
     pub(crate) low: usize,
     pub(crate) end: usize,
+    /// The scope it started in, or [`OUTSIDE_CHECKS`].
+    pub(crate) scope: u32,
 }
 
 /// The threads listed under `scope` now (started inside it and not yet exited).
@@ -462,6 +464,7 @@ fn listed_where(wanted: impl Fn(u32, bool) -> bool) -> Vec<Listed> {
             tid: member.tid.load(Ordering::Relaxed),
             low: member.low.load(Ordering::Relaxed),
             end: member.end.load(Ordering::Relaxed),
+            scope,
         };
         // An entry freed and taken again while it was read is skipped.
         if member.scope.load(Ordering::Acquire) == scope
