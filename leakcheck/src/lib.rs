@@ -399,7 +399,8 @@
 //!   of the threads the check started that still run at its end, and of other threads that ran
 //!   during the check and are blocked at its end, where a word keeps a block only by its start
 //!   (or a tagged start, `Arc::into_raw`'s address, a hash table's control bytes); never the
-//!   stacks of test threads, and not those of threads that did not run during the check or
+//!   stacks of test threads or of threads another running check started, and not those of
+//!   threads that did not run during the check or
 //!   keep running at its end (each would hold stale copies of freed addresses). Finding the
 //!   blocked ones takes a 50 ms pause, paid only when blocks are still unaccounted for after
 //!   the rest of the scan (a leaking test, or one whose blocks only such a thread keeps). Like
