@@ -129,8 +129,7 @@ pub(crate) fn test_thread_named() {
             return;
         };
         let mut config = *config;
-        // `leakcheck::harness` runs one test at a time: the test owns the process.
-        config.process_per_test |= crate::__private::harness_owns_process();
+        config.process_per_test |= crate::__private::test_owns_process();
         let runner = untracked(|| {
             let unwinder = config.backtrace.then(stack::calibrate);
             Runner::new(

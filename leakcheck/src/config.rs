@@ -54,6 +54,47 @@ fn out_dir_from(value: Option<std::ffi::OsString>) -> Option<std::path::PathBuf>
     value.filter(|v| !v.is_empty()).map(Into::into)
 }
 
+/// Whether libtest runs this binary's tests one at a time, as it decides: `--test-threads N`
+/// (or `--test-threads=N`) on the command line, else `RUST_TEST_THREADS`, else the CPUs the
+/// process may use. Then a checked test is the only test running, and owns every thread but
+/// the main one, as under cargo-nextest. Read once: neither changes while the process runs.
+pub(crate) fn one_test_at_a_time() -> bool {
+    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE.get_or_init(|| {
+        test_threads(
+            std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()),
+            std::env::var("RUST_TEST_THREADS").ok(),
+            || std::thread::available_parallelism().map_or(1, usize::from),
+        ) == 1
+    })
+}
+
+/// libtest's thread count (its `get_concurrency`), from the arguments after the program's
+/// name, `RUST_TEST_THREADS` and the CPUs available. Anything libtest would reject (0, not a
+/// number) is taken as "not one at a time": libtest stops before running a test then.
+fn test_threads(
+    mut args: impl Iterator<Item = String>,
+    variable: Option<String>,
+    cpus: impl FnOnce() -> usize,
+) -> usize {
+    args.next();
+    let mut from_args = None;
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--test-threads" {
+            from_args = args.next();
+        } else if let Some(value) = arg.strip_prefix("--test-threads=") {
+            from_args = Some(value.to_owned());
+        }
+    }
+    match from_args.or(variable) {
+        Some(value) => value.parse().unwrap_or(0),
+        None => cpus(),
+    }
+}
+
 /// The variable that turns on the check of every test (`LEAKCHECK_ALL_TESTS`).
 pub(crate) const ALL_TESTS: &str = "LEAKCHECK_ALL_TESTS";
 
@@ -181,6 +222,32 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    fn threads(args: &[&str], variable: Option<&str>, cpus: usize) -> usize {
+        test_threads(
+            args.iter().map(|arg| arg.to_string()),
+            variable.map(str::to_owned),
+            || cpus,
+        )
+    }
+
+    #[test]
+    fn test_threads_as_libtest_counts_them() {
+        assert_eq!(threads(&["t", "--test-threads=1"], None, 8), 1);
+        assert_eq!(threads(&["t", "--test-threads", "1", "name"], None, 8), 1);
+        assert_eq!(threads(&["t", "--exact", "name"], Some("1"), 8), 1);
+        // The command line wins over the variable, the variable over the CPUs.
+        assert_eq!(threads(&["t", "--test-threads=4"], Some("1"), 1), 4);
+        assert_eq!(threads(&["t"], Some("3"), 1), 3);
+        assert_eq!(threads(&["t"], None, 1), 1);
+        assert_eq!(threads(&["t"], None, 2), 2);
+        // A filter named like the option is a filter; the program's name is not an option.
+        assert_eq!(
+            threads(&["--test-threads=1", "--", "--test-threads=1"], None, 2),
+            2
+        );
+        assert_eq!(threads(&["t", "--test-threads=x"], None, 1), 0);
     }
 
     #[test]

@@ -67,8 +67,7 @@ impl Outcome for core::convert::Infallible {
 
 fn config() -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::from_env()?;
-    // `leakcheck::harness` runs one test at a time: the test owns the process, as under nextest.
-    config.process_per_test |= harness_owns_process();
+    config.process_per_test |= test_owns_process();
     Ok(config)
 }
 
@@ -335,4 +334,12 @@ pub(crate) static HARNESS_OWNS_PROCESS: std::sync::atomic::AtomicBool =
 
 pub(crate) fn harness_owns_process() -> bool {
     HARNESS_OWNS_PROCESS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A test that runs alone owns every thread but the main one, as under nextest's process per
+/// test: under `leakcheck::harness`, and under libtest running one test at a time
+/// (`--test-threads=1`). A pool or an executor that an earlier test or a constructor started
+/// then runs only this test's work.
+pub(crate) fn test_owns_process() -> bool {
+    harness_owns_process() || crate::config::one_test_at_a_time()
 }

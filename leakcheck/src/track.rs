@@ -446,9 +446,10 @@ fn record_inherited(addr: usize, size: usize, scope: u32) -> bool {
         }
         true
     } else {
-        // The check that started this thread is over: stop tracking here for good.
+        // The check that started this thread is over: the thread belongs to no check now,
+        // and to the one that owns the process, if one does.
         set_thread_state(ThreadState::IDLE);
-        false
+        PROCESS_SCOPE.load(Ordering::Relaxed) != 0 && record_process_wide(addr, size)
     }
 }
 

@@ -269,6 +269,73 @@ impl EarlyWorker {
     }
 }
 
+/// A pool of two threads started before `main` (from `.init_array`), fed boxed jobs through a
+/// channel made there: a global pool no test started, as rayon's is once an earlier test used
+/// it.
+pub struct EarlyPool {
+    jobs: Mutex<Sender<Job>>,
+}
+
+type Job = (Box<dyn FnOnce() + Send>, Sender<()>);
+
+static EARLY_POOL: OnceLock<EarlyPool> = OnceLock::new();
+
+#[used]
+#[link_section = ".init_array"]
+static START_EARLY_POOL: extern "C" fn() = start_early_pool;
+
+extern "C" fn start_early_pool() {
+    let pool = EARLY_POOL.get_or_init(|| {
+        let (jobs, inbox) = channel::<Job>();
+        let inbox = Arc::new(Mutex::new(inbox));
+        for _ in 0..2 {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || loop {
+                let next = inbox.lock().unwrap().recv();
+                let Ok((job, done)) = next else { return };
+                job();
+                done.send(()).unwrap();
+            });
+        }
+        EarlyPool {
+            jobs: Mutex::new(jobs),
+        }
+    });
+    // The channel's first block of slots is made here, before main, where no check sees it.
+    pool.run(Box::new(|| ()));
+}
+
+impl EarlyPool {
+    /// The pool, started before `main`.
+    pub fn get() -> &'static EarlyPool {
+        EARLY_POOL.get().expect("started from .init_array")
+    }
+
+    /// Runs `job` on one of the pool's threads and waits until it has run.
+    pub fn run(&self, job: Box<dyn FnOnce() + Send>) {
+        let (done, wait) = channel();
+        self.jobs.lock().unwrap().send((job, done)).unwrap();
+        wait.recv().unwrap();
+    }
+}
+
+/// A job on the pool started before `main` forgets 2,707 bytes: the test's work, done on a
+/// thread no test started. The pool's thread waits for its next job at the check's end, and
+/// its stack is a root: the leak's frame is overwritten first, or the dead slot holding its
+/// address, inside the frames of the wait, keeps it (for valgrind and LeakSanitizer too).
+#[inline(never)]
+pub fn leak_in_a_job_on_a_pool_started_before_main() {
+    EarlyPool::get().run(Box::new(|| {
+        forget_on_the_pool();
+        scrub_the_stack_below();
+    }));
+}
+
+#[inline(never)]
+fn forget_on_the_pool() {
+    std::mem::forget(black_box(vec![0x27u8; 2_707])); // site: early_pool_job
+}
+
 /// Forgets 1,818 bytes, then starts a worker, left running with three buffers it keeps (none of
 /// them lost).
 ///

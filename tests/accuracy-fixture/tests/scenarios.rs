@@ -207,6 +207,20 @@ mod no_false_alarm {
         accuracy_fixture::EarlyWorker::get().keep(vec![0x2du8; 1_450]);
     }
 
+    /// A pool that ran before `main` runs the test's jobs: what they make and free, and what
+    /// they leave in a static, is no leak, whether or not the pool's threads are the test's.
+    #[leakcheck::test]
+    fn jobs_on_a_pool_started_before_main() {
+        static RESULTS: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+        for round in 0..3u64 {
+            accuracy_fixture::EarlyPool::get().run(Box::new(move || {
+                let squares: Vec<u64> = (0..200).map(|i| i * i + round).collect();
+                let total: u64 = squares.iter().sum();
+                RESULTS.lock().unwrap().push(vec![total; 4]);
+            }));
+        }
+    }
+
     /// A named thread the test leaves running (pools name their threads): std keeps the name
     /// where only the thread's handle points to it, and allocates the handle with `System`,
     /// out of leakcheck's sight.
@@ -309,6 +323,14 @@ mod threads {
     #[leakcheck::test]
     fn leak_in_thread_started_by_a_spawned_thread() {
         accuracy_fixture::leak_in_grandchild_thread();
+    }
+
+    /// A thread no test started (a pool started before `main`) runs the test's leaking job.
+    /// When the test runs alone (nextest, `--test-threads=1`) that thread's allocations are
+    /// the test's; beside other tests they cannot be told from theirs, and are no one's.
+    #[leakcheck::test]
+    fn leak_in_a_job_on_a_pool_started_before_main() {
+        accuracy_fixture::leak_in_a_job_on_a_pool_started_before_main();
     }
 }
 
