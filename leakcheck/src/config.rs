@@ -54,24 +54,38 @@ fn out_dir_from(value: Option<std::ffi::OsString>) -> Option<std::path::PathBuf>
     value.filter(|v| !v.is_empty()).map(Into::into)
 }
 
-/// Whether libtest runs this binary's tests one at a time, as it decides: `--test-threads N`
-/// (or `--test-threads=N`) on the command line, else `RUST_TEST_THREADS`, else the CPUs the
-/// process may use. Then a checked test is the only test running, and owns every thread but
-/// the main one, as under cargo-nextest. Read once: neither changes while the process runs.
-pub(crate) fn one_test_at_a_time() -> bool {
-    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ONE.get_or_init(|| {
-        test_threads(
+/// Whether a checked test has the process to itself: cargo-nextest's process per test, or
+/// libtest running one test at a time. Then the test owns every thread but the main one: a pool
+/// or an executor that a constructor or an earlier test started runs only its work. Read once:
+/// neither changes while the process runs.
+///
+/// Sound signals only. Seeing two threads (libtest's main thread and this one) when a body
+/// starts is not one: under parallel `cargo test` it only means the other slots are empty for
+/// a moment, and libtest starts the next test in one of them.
+pub(crate) fn alone_in_process() -> bool {
+    static ALONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALONE.get_or_init(|| {
+        alone_from(
+            |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
             std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()),
-            std::env::var("RUST_TEST_THREADS").ok(),
             || std::thread::available_parallelism().map_or(1, usize::from),
-        ) == 1
+        )
     })
 }
 
-/// libtest's thread count (its `get_concurrency`), from the arguments after the program's
-/// name, `RUST_TEST_THREADS` and the CPUs available. Anything libtest would reject (0, not a
-/// number) is taken as "not one at a time": libtest stops before running a test then.
+fn alone_from(
+    lookup: impl Fn(&str) -> Option<String>,
+    args: impl Iterator<Item = String>,
+    cpus: impl FnOnce() -> usize,
+) -> bool {
+    lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test")
+        || test_threads(args, lookup("RUST_TEST_THREADS"), cpus) == 1
+}
+
+/// libtest's thread count, as its `get_concurrency` decides: `--test-threads N` (or
+/// `--test-threads=N`) in the arguments after the program's name and before `--`, else
+/// `RUST_TEST_THREADS`, else the CPUs the process may use. What libtest would reject (0, not a
+/// number) is 0: libtest stops before running a test then.
 fn test_threads(
     mut args: impl Iterator<Item = String>,
     variable: Option<String>,
@@ -224,30 +238,44 @@ mod tests {
         })
     }
 
-    fn threads(args: &[&str], variable: Option<&str>, cpus: usize) -> usize {
-        test_threads(
+    fn alone(vars: &[(&str, &str)], args: &[&str], cpus: usize) -> bool {
+        alone_from(
+            |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            },
             args.iter().map(|arg| arg.to_string()),
-            variable.map(str::to_owned),
             || cpus,
         )
     }
 
     #[test]
-    fn test_threads_as_libtest_counts_them() {
-        assert_eq!(threads(&["t", "--test-threads=1"], None, 8), 1);
-        assert_eq!(threads(&["t", "--test-threads", "1", "name"], None, 8), 1);
-        assert_eq!(threads(&["t", "--exact", "name"], Some("1"), 8), 1);
-        // The command line wins over the variable, the variable over the CPUs.
-        assert_eq!(threads(&["t", "--test-threads=4"], Some("1"), 1), 4);
-        assert_eq!(threads(&["t"], Some("3"), 1), 3);
-        assert_eq!(threads(&["t"], None, 1), 1);
-        assert_eq!(threads(&["t"], None, 2), 2);
-        // A filter named like the option is a filter; the program's name is not an option.
-        assert_eq!(
-            threads(&["--test-threads=1", "--", "--test-threads=1"], None, 2),
-            2
-        );
-        assert_eq!(threads(&["t", "--test-threads=x"], None, 1), 0);
+    fn alone_in_process_only_from_sound_signals() {
+        let nextest = [("NEXTEST_EXECUTION_MODE", "process-per-test")];
+        assert!(alone(&nextest, &["t"], 8));
+        assert!(!alone(&[("NEXTEST_EXECUTION_MODE", "single")], &["t"], 8));
+        assert!(alone(&[], &["t", "--ignored", "--test-threads=1"], 8));
+        assert!(alone(&[], &["t", "--test-threads", "1", "filter"], 8));
+        assert!(alone(
+            &[("RUST_TEST_THREADS", "1")],
+            &["t", "--exact", "name"],
+            8
+        ));
+        assert!(!alone(&[("RUST_TEST_THREADS", "2")], &["t"], 1));
+        // The command line wins over the variable, the variable over the CPUs, as in libtest.
+        assert!(!alone(
+            &[("RUST_TEST_THREADS", "1")],
+            &["t", "--test-threads=2"],
+            1
+        ));
+        assert!(alone(&[], &["t"], 1));
+        assert!(!alone(&[], &["t"], 2));
+        // After `--` it is a test name filter; the program's name is no option either.
+        assert!(!alone(&[], &["t", "--", "--test-threads=1"], 2));
+        assert!(!alone(&[], &["--test-threads=1"], 2));
+        // What libtest rejects runs no test.
+        assert!(!alone(&[], &["t", "--test-threads=x"], 1));
     }
 
     #[test]

@@ -161,8 +161,12 @@
 //!   or not, never affect its verdict. A block freed on any thread is no longer live.
 //! - Under cargo-nextest (`NEXTEST_EXECUTION_MODE=process-per-test`), each test has the
 //!   process to itself: the test owns everything allocated during the body on every thread but
-//!   the test runner's main thread, so leaks in threads the test spawns are caught too.
-//! - Under `leakcheck::harness` (below), the same as under cargo-nextest.
+//!   the test runner's main thread, so leaks in threads the test spawns are caught too, and
+//!   leaks in work it hands to a pool or an executor that was already running.
+//! - When libtest runs one test at a time (`--test-threads=1`, `RUST_TEST_THREADS=1`, or a
+//!   machine with one CPU) and under `leakcheck::harness` (below), the same as under
+//!   cargo-nextest: what a pool started before `main` or by an earlier test allocates during the
+//!   check is the test's work.
 //!
 //! ## Every test exact under `cargo test`: `leakcheck::harness`
 //!

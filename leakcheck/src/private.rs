@@ -336,10 +336,8 @@ pub(crate) fn harness_owns_process() -> bool {
     HARNESS_OWNS_PROCESS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A test that runs alone owns every thread but the main one, as under nextest's process per
-/// test: under `leakcheck::harness`, and under libtest running one test at a time
-/// (`--test-threads=1`). A pool or an executor that an earlier test or a constructor started
-/// then runs only this test's work.
+/// A test that runs alone owns every thread but the main one: under `leakcheck::harness`, and
+/// where [`crate::config::alone_in_process`] says so (nextest, `--test-threads=1`).
 pub(crate) fn test_owns_process() -> bool {
-    harness_owns_process() || crate::config::one_test_at_a_time()
+    harness_owns_process() || crate::config::alone_in_process()
 }

@@ -192,41 +192,6 @@ pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// Whether this test is known to have the process to itself, from the environment and the
-/// test binary's arguments.
-///
-/// Sound signals only: cargo-nextest's process-per-test mode, or libtest told to run one test
-/// at a time (`--test-threads=1` / `--test-threads 1`, else `RUST_TEST_THREADS=1`; the argument
-/// wins, as in libtest). Seeing exactly two threads (libtest's main thread and this one) when
-/// the body starts is NOT used: under parallel `cargo test` it only means the other slots are
-/// momentarily empty, and libtest starts the next test in one of them a moment later.
-fn alone_in_process(env: impl Fn(&str) -> Option<String>, args: &[String]) -> bool {
-    if env("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test") {
-        return true;
-    }
-    match test_threads_arg(args) {
-        Some(value) => value.parse::<usize>() == Ok(1),
-        None => env("RUST_TEST_THREADS").is_some_and(|value| value.parse::<usize>() == Ok(1)),
-    }
-}
-
-/// The value of libtest's `--test-threads` option in `args` (the first is the program name).
-fn test_threads_arg(args: &[String]) -> Option<&str> {
-    let mut args = args.iter().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--" {
-            break;
-        }
-        if arg == "--test-threads" {
-            return args.next().map(String::as_str);
-        }
-        if let Some(value) = arg.strip_prefix("--test-threads=") {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// Which checks a note is about.
 fn checks_named(options: &ResourceOptions) -> &'static str {
     match (options.threads, options.fds) {
@@ -374,15 +339,7 @@ pub(crate) struct Watch<T: Tables = Proc> {
 impl Watch {
     /// Snapshots threads and fds before the body. Allocates: call it before tracking is armed.
     pub(crate) fn start(options: &ResourceOptions) -> Watch {
-        let args: Vec<String> = std::env::args_os()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
-        // leakcheck's harness runs one test at a time, whatever `--test-threads` says.
-        let alone = crate::__private::harness_owns_process()
-            || alone_in_process(
-                |name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()),
-                &args,
-            );
+        let alone = crate::__private::test_owns_process();
         if cfg!(any(target_os = "linux", target_os = "android")) {
             Watch::start_with(options, alone, Proc)
         } else {
@@ -517,18 +474,6 @@ mod tests {
         (n, target.to_owned())
     }
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
     #[test]
     fn glob_star_and_question_mark() {
         assert!(glob_matches("*", ""));
@@ -551,34 +496,6 @@ mod tests {
         assert!(glob_matches("é?", "éü"));
         assert!(glob_matches("exact", "exact"));
         assert!(!glob_matches("exact", "exactly"));
-    }
-
-    #[test]
-    fn detects_alone_only_from_sound_signals() {
-        let prog = args(&["test-bin"]);
-        assert!(alone_in_process(
-            env(&[("NEXTEST_EXECUTION_MODE", "process-per-test")]),
-            &prog
-        ));
-        assert!(!alone_in_process(
-            env(&[("NEXTEST_EXECUTION_MODE", "single")]),
-            &prog
-        ));
-        assert!(alone_in_process(env(&[("RUST_TEST_THREADS", "1")]), &prog));
-        assert!(!alone_in_process(env(&[("RUST_TEST_THREADS", "2")]), &prog));
-        assert!(!alone_in_process(env(&[]), &prog));
-        let one = args(&["test-bin", "--ignored", "--test-threads=1"]);
-        assert!(alone_in_process(env(&[]), &one));
-        let one_spaced = args(&["test-bin", "--test-threads", "1", "filter"]);
-        assert!(alone_in_process(env(&[]), &one_spaced));
-        // The argument wins over the environment, as in libtest.
-        let two = args(&["test-bin", "--test-threads=2"]);
-        assert!(!alone_in_process(env(&[("RUST_TEST_THREADS", "1")]), &two));
-        // After `--` it is a test name filter, not an option.
-        let filter = args(&["test-bin", "--", "--test-threads=1"]);
-        assert!(!alone_in_process(env(&[]), &filter));
-        // The program name is not an option either.
-        assert!(!alone_in_process(env(&[]), &args(&["--test-threads=1"])));
     }
 
     #[test]
@@ -858,14 +775,11 @@ mod tests {
 
     /// Runs `body` when the process is in the mode the scenario needs, else says it skipped.
     fn scenario(name: &str, want_alone: bool, body: impl FnOnce()) {
-        let args: Vec<String> = std::env::args_os()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
         if !cfg!(target_os = "linux") {
             eprintln!("scenario {name}: skipped (not Linux)");
             return;
         }
-        let alone = alone_in_process(|var| std::env::var(var).ok(), &args);
+        let alone = crate::config::alone_in_process();
         if alone != want_alone {
             eprintln!("scenario {name}: skipped (alone in process: {alone})");
             return;
