@@ -69,7 +69,7 @@ impl ThreadRoots {
                 crate::raw::threads::listed_beside(scope)
                     .into_iter()
                     .filter(|thread| thread.tid != me && thread.low < thread.end)
-                    .filter(|thread| !crate::track::is_running(thread.scope))
+                    .filter(|thread| thread.detached || !crate::track::is_running(thread.scope))
                     .filter(|thread| !idle.still_idle(thread.tid))
                     .collect()
             };

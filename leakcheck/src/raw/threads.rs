@@ -68,6 +68,9 @@ struct Inherit {
     /// What the thread is listed under: the scope it starts in (its own, or the process-wide
     /// one), or [`OUTSIDE_CHECKS`].
     roster: u32,
+    /// Its roster entry, claimed by the creator (see [`claim_entry`]); `None` when the roster
+    /// was full.
+    entry: Option<&'static Member>,
 }
 
 thread_local! {
@@ -87,12 +90,15 @@ extern "C" fn start_inside_scope(data: *mut c_void) -> *mut c_void {
         blocked,
         candidate,
         roster,
+        entry,
     } = unsafe {
         let inherit = data.read();
         System.dealloc(data.cast(), Layout::new::<Inherit>());
         inherit
     };
-    join_roster(roster);
+    if let Some(entry) = entry {
+        join_roster(entry, roster);
+    }
     if blocked {
         track::start_ignored();
     } else if scope != 0 {
@@ -196,6 +202,9 @@ pub unsafe extern "C" fn pthread_create(
     // SAFETY: the layout has a non-zero size.
     let data = unsafe { System.alloc(Layout::new::<Inherit>()) }.cast::<Inherit>();
     if !data.is_null() {
+        // SAFETY: the caller's contract makes a non-null `attr` an initialised attribute
+        // object.
+        let entry = claim_entry(!attr.is_null() && unsafe { created_detached(attr) });
         // SAFETY: `data` is a fresh allocation for one `Inherit`.
         unsafe {
             data.write(Inherit {
@@ -205,6 +214,7 @@ pub unsafe extern "C" fn pthread_create(
                 blocked,
                 candidate,
                 roster,
+                entry,
             })
         };
         // SAFETY: the caller's contract, with our start routine and its data in place of
@@ -213,9 +223,22 @@ pub unsafe extern "C" fn pthread_create(
         if result != 0 {
             // SAFETY: the thread was not created, so `data` is still ours.
             unsafe { System.dealloc(data.cast(), Layout::new::<Inherit>()) };
+            if let Some(entry) = entry {
+                entry.scope.store(0, Ordering::Release);
+            }
             if inherits {
                 track::inherited_thread_exited(scope);
             }
+        } else if let Some(entry) = entry {
+            // Before the caller has the id, so a `pthread_detach` of it finds the entry even
+            // if the thread has not started yet. Only into an entry with no id: a thread that
+            // has started has put its own there, and one that has already exited may have
+            // left its entry to a thread that will.
+            // SAFETY: `create` succeeded, so it wrote the new thread's id to `thread`.
+            let id = unsafe { *thread } as usize;
+            let _ = entry
+                .handle
+                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Relaxed);
         }
         return result;
     }
@@ -224,6 +247,23 @@ pub unsafe extern "C" fn pthread_create(
     }
     // SAFETY: the caller's contract, forwarded unchanged.
     unsafe { create(thread, attr, start, arg) }
+}
+
+extern "C" {
+    // glibc's; the libc crate does not declare it.
+    fn pthread_attr_getdetachstate(attr: *const libc::pthread_attr_t, state: *mut c_int) -> c_int;
+}
+
+/// Whether `attr` makes a thread detached from its start.
+///
+/// # Safety
+///
+/// `attr` points to an initialised thread attribute object.
+unsafe fn created_detached(attr: *const libc::pthread_attr_t) -> bool {
+    let mut state = libc::PTHREAD_CREATE_JOINABLE;
+    // SAFETY: `attr` is initialised (the caller's contract); `state` is valid for writes.
+    let known = unsafe { pthread_attr_getdetachstate(attr, &mut state) } == 0;
+    known && state == libc::PTHREAD_CREATE_DETACHED
 }
 
 type SetNameFn = unsafe extern "C" fn(libc::pthread_t, *const libc::c_char) -> c_int;
@@ -262,6 +302,38 @@ pub unsafe extern "C" fn pthread_setname_np(
         keep_listed_name();
     }
     result
+}
+
+type DetachFn = unsafe extern "C" fn(libc::pthread_t) -> c_int;
+
+static REAL_DETACH: AtomicUsize = AtomicUsize::new(0);
+
+/// Detaches a thread, as glibc's `pthread_detach` does, and marks its roster entry: nothing
+/// will join it, so it serves the whole process (a pool, an executor or a worker whose handle
+/// was dropped), not the check that started it (see [`listed_beside`]). std detaches a
+/// thread when its `JoinHandle` is dropped unjoined.
+///
+/// # Safety
+///
+/// The contract of `pthread_detach(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_detach(thread: libc::pthread_t) -> c_int {
+    let Some(address) = next_definition(&REAL_DETACH, c"pthread_detach") else {
+        return libc::ENOSYS;
+    };
+    // Marked before glibc detaches it: until then its descriptor, and so its id, cannot be
+    // another thread's, even if it has exited. The creator filled the entry's id before it
+    // returned the id, so the entry is there even if the thread has not started.
+    let handle = thread as usize;
+    if let Some(member) = ROSTER.iter().find(|member| {
+        member.handle.load(Ordering::Acquire) == handle && member.scope.load(Ordering::Acquire) != 0
+    }) {
+        member.detached.store(true, Ordering::Release);
+    }
+    // SAFETY: `address` is glibc's `pthread_detach`, whose C signature is `DetachFn`.
+    let detach = unsafe { core::mem::transmute::<usize, DetachFn>(address) };
+    // SAFETY: the caller's contract, forwarded unchanged.
+    unsafe { detach(thread) }
 }
 
 /// The CPU time thread `tid` of this process has used, in nanoseconds; `None` once it has
@@ -339,7 +411,9 @@ pub(crate) fn at_test_thread_exit(token: u32) -> bool {
 /// Makes sure the linker keeps this object (and so the interposer) in every binary that
 /// runs a check.
 pub(crate) fn interposer_address() -> usize {
-    pthread_create as *const () as usize ^ pthread_setname_np as *const () as usize
+    pthread_create as *const () as usize
+        ^ pthread_setname_np as *const () as usize
+        ^ pthread_detach as *const () as usize
 }
 
 /// How many threads the roster lists at once; a thread that finds it full is not listed (its
@@ -362,6 +436,10 @@ struct Member {
     name: AtomicUsize,
     /// The thread has run a check as its own (a test thread): never a root of another check.
     tester: AtomicBool,
+    /// The thread's `pthread_t`, for [`pthread_detach`].
+    handle: AtomicUsize,
+    /// Nothing will join the thread (see [`pthread_detach`]).
+    detached: AtomicBool,
 }
 
 static ROSTER: [Member; ROSTER_SIZE] = [const {
@@ -372,6 +450,8 @@ static ROSTER: [Member; ROSTER_SIZE] = [const {
         end: AtomicUsize::new(0),
         name: AtomicUsize::new(0),
         tester: AtomicBool::new(false),
+        handle: AtomicUsize::new(0),
+        detached: AtomicBool::new(false),
     }
 }; ROSTER_SIZE];
 
@@ -381,6 +461,7 @@ static ROSTER_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 extern "C" fn left_roster(_: *mut c_void) {
     if let Some(member) = own_entry() {
         member.name.store(0, Ordering::Release);
+        member.handle.store(0, Ordering::Release);
         member.tid.store(0, Ordering::Release);
         member.scope.store(0, Ordering::Release);
     }
@@ -394,22 +475,37 @@ fn own_entry() -> Option<&'static Member> {
     })
 }
 
-/// Lists the calling thread under `scope` until it exits. Never allocates.
-fn join_roster(scope: u32) {
-    let Some((low, end)) = super::scan::own_stack() else {
-        return;
-    };
-    let tid = super::current_thread_id() as i32;
-    let Some(member) = ROSTER.iter().find(|m| {
+/// Claims a free roster entry for a thread about to be created; `None` if the roster is full.
+/// The entry is not listed (its scope reads [`WRITING`]) until the thread fills it in
+/// [`join_roster`]; its creator fills the thread's id.
+fn claim_entry(detached: bool) -> Option<&'static Member> {
+    let member = ROSTER.iter().find(|m| {
         m.scope
             .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-    }) else {
-        return;
-    };
-    member.tid.store(tid, Ordering::Relaxed);
+    })?;
+    member.tid.store(0, Ordering::Relaxed);
+    member.handle.store(0, Ordering::Relaxed);
     member.name.store(0, Ordering::Relaxed);
     member.tester.store(false, Ordering::Relaxed);
+    member.detached.store(detached, Ordering::Release);
+    Some(member)
+}
+
+/// Lists the calling thread, in the entry its creator claimed, under `scope` until it exits.
+/// Never allocates.
+fn join_roster(member: &'static Member, scope: u32) {
+    let Some((low, end)) = super::scan::own_stack() else {
+        member.scope.store(0, Ordering::Release);
+        return;
+    };
+    let tid = super::current_thread_id() as i32;
+    member.tid.store(tid, Ordering::Relaxed);
+    // The same id the creator stores; whichever lands last, it is this thread's.
+    // SAFETY: `pthread_self` has no preconditions.
+    member
+        .handle
+        .store(unsafe { libc::pthread_self() } as usize, Ordering::Release);
     member.low.store(low, Ordering::Relaxed);
     member.end.store(end, Ordering::Relaxed);
     member.scope.store(scope, Ordering::Release);
@@ -425,6 +521,7 @@ fn join_roster(scope: u32) {
 pub(crate) fn forget_roster_after_fork() {
     for member in &ROSTER {
         member.name.store(0, Ordering::Relaxed);
+        member.handle.store(0, Ordering::Relaxed);
         member.tid.store(0, Ordering::Relaxed);
         member.scope.store(0, Ordering::Release);
     }
@@ -438,6 +535,8 @@ pub(crate) struct Listed {
     pub(crate) end: usize,
     /// The scope it started in, or [`OUTSIDE_CHECKS`].
     pub(crate) scope: u32,
+    /// Nothing will join it: it serves the process, not the check that started it.
+    pub(crate) detached: bool,
 }
 
 /// The threads listed under `scope` now (started inside it and not yet exited).
@@ -465,6 +564,7 @@ fn listed_where(wanted: impl Fn(u32, bool) -> bool) -> Vec<Listed> {
             low: member.low.load(Ordering::Relaxed),
             end: member.end.load(Ordering::Relaxed),
             scope,
+            detached: member.detached.load(Ordering::Acquire),
         };
         // An entry freed and taken again while it was read is skipped.
         if member.scope.load(Ordering::Acquire) == scope
