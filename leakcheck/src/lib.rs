@@ -226,7 +226,8 @@
 //! - Test threads are recognised as libtest and cargo-nextest make them: threads the main
 //!   thread spawns and names after the test. Run the mode on test binaries; in a program whose
 //!   main thread spawns named threads, each such thread would be judged like a test.
-//! - Linux with glibc only (it interposes `pthread_create` and `pthread_setname_np`); on
+//! - Linux with glibc only (it interposes `pthread_create`, `pthread_detach` and
+//!   `pthread_setname_np`); on
 //!   other targets only annotated tests are checked.
 //!
 //! ## What is not counted
@@ -403,7 +404,9 @@
 //!   of the threads the check started that still run at its end, and of other threads that ran
 //!   during the check and are blocked at its end, where a word keeps a block only by its start
 //!   (or a tagged start, `Arc::into_raw`'s address, a hash table's control bytes); never the
-//!   stacks of test threads or of threads another running check started, and not those of
+//!   stacks of test threads or of threads another running check started and can still join
+//!   (a thread detached from its handle, such as a lazily started pool, serves every test), and
+//!   not those of
 //!   threads that did not run during the check or
 //!   keep running at its end (each would hold stale copies of freed addresses). Finding the
 //!   blocked ones takes a 50 ms pause, paid only when blocks are still unaccounted for after
