@@ -22,6 +22,7 @@ const LEAKING: &[(&str, usize)] = &[
     ("test_above_attribute", 1201),
     ("test_below_attribute", 1202),
     ("leakcheck_test_alone", 1203),
+    ("inner_attribute_leaking", 1204),
     ("crate_path_leaking", 1300),
     ("tokio_above_leaking", 2001),
     ("tokio_below_leaking", 2002),

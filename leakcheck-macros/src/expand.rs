@@ -15,7 +15,7 @@ use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Error, Item, ItemFn, LitStr, ReturnType};
+use syn::{AttrStyle, Error, Item, ItemFn, LitStr, ReturnType};
 
 use crate::attr::{self, Args, RuntimeCall};
 use crate::{test_attr, valid};
@@ -222,11 +222,17 @@ fn expand_fn(args: &Args, func: ItemFn, test_above: bool) -> TokenStream {
     let body = quote_spanned!(output_span=> #private::run_test(#meta, move || #output #block));
     let test = (!test_above && test_attr::find_test(attrs).is_none())
         .then(|| quote!(#[::core::prelude::v1::test]));
+    // syn keeps the body's inner attributes (`#![expect(deprecated)]`) with the function's:
+    // they stay inner, at the start of the new body, where they still apply to the function.
+    let (outer, inner): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer));
 
     quote! {
         #test
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             #body
         }
     }

@@ -186,3 +186,17 @@ fn module() {
         }
     ));
 }
+
+#[test]
+fn inner_attribute_in_the_body() {
+    insta::assert_snapshot!(expanded(
+        quote!(),
+        quote! {
+            #[cfg(test)]
+            fn uses_deprecated() {
+                #![expect(deprecated)]
+                let _ = std::env::home_dir();
+            }
+        }
+    ));
+}
