@@ -306,6 +306,36 @@ fn ignored_runs_the_ignored_test_and_reports_its_leak() {
     );
 }
 
+// ---- a `main` that never runs the tests ----
+
+#[test]
+fn a_main_that_never_runs_the_tests_fails_naming_them() {
+    let fixture = fixture();
+    let binaries = fixture.build(Profile::Debug);
+    let run = fixture.run_test(binaries.get("forgot_main"), &[], &[]);
+    run.check(
+        run.stdout.contains("main ran"),
+        "the program's own main runs",
+    );
+    run.check(
+        run.code() == Some(101),
+        &format!("exit status 101, got {:?}", run.code()),
+    );
+    run.check(
+        run.stderr.contains(
+            "leakcheck: 2 tests marked #[leakcheck] never ran \
+             (inner::never_run_second, never_run_first): in a doc test or a `harness = false` \
+             target",
+        ) && run.stderr.contains("call it from `main`"),
+        "names the tests and the way out",
+    );
+    let run = checked(&["--list"]);
+    run.check(
+        run.success() && !run.stderr.contains("never ran"),
+        "a main that calls leakcheck::harness::main() is quiet",
+    );
+}
+
 // ---- nextest ----
 
 #[test]

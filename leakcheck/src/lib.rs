@@ -64,7 +64,8 @@
 //! - in a doc test, which rustdoc builds without the test harness (a test function there is
 //!   compiled out and never runs), registers the function for [`harness::main`] as in a
 //!   `harness = false` target (feature `harness`); a doc test that does not call it should call
-//!   [`check`] instead;
+//!   [`check`] instead. A program that registered such tests and never called
+//!   `harness::main()` names them at exit and fails (status 101), so none goes unrun unseen;
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
@@ -471,6 +472,8 @@ mod config;
 // name, so that rustc says the function is gated behind the `stats` feature.
 mod counters;
 mod json;
+#[cfg(target_os = "linux")]
+mod never_ran;
 mod noise;
 mod options;
 mod output;

@@ -30,8 +30,16 @@ static AT_START: extern "C" fn() = at_start;
 extern "C" fn at_start() {
     crate::output::mark_epoch();
     crate::panic_hook::wrap_default();
+    // Before the session's hook, so it runs after the session's report.
+    // SAFETY: as in `report_at_exit`.
+    unsafe { libc::atexit(never_ran_at_exit) };
     crate::session::start_at_exit();
     crate::all_tests::start();
+}
+
+#[cfg(target_os = "linux")]
+extern "C" fn never_ran_at_exit() {
+    crate::never_ran::check_at_exit();
 }
 
 /// The exit status of a program whose `LEAKCHECK_AT_EXIT` report found leaks: LeakSanitizer's,
@@ -42,15 +50,20 @@ pub(crate) const LEAKED_STATUS: i32 = 23;
 /// through C's stdio is flushed first (Rust's own streams were flushed when `main` returned);
 /// the exit hooks registered before ours (before `main`, so few) do not run.
 pub(crate) fn exit_leaked() -> ! {
+    exit_with(LEAKED_STATUS)
+}
+
+/// Ends the process with `status`, from an exit hook, as [`exit_leaked`] does.
+pub(crate) fn exit_with(status: i32) -> ! {
     #[cfg(unix)]
     // SAFETY: `fflush(NULL)` flushes every open C stream and `_exit` ends the process at once;
     // neither has preconditions, and during `exit` no other code of the program runs.
     unsafe {
         libc::fflush(core::ptr::null_mut());
-        libc::_exit(LEAKED_STATUS)
+        libc::_exit(status)
     }
     #[cfg(not(unix))]
-    std::process::exit(LEAKED_STATUS)
+    std::process::exit(status)
 }
 
 extern "C" fn at_exit() {
