@@ -21,7 +21,7 @@
 //! In each test crate (each file under `tests/`, or `src/lib.rs` for unit tests), install the
 //! allocator once and mark the tests to check:
 //!
-//! ```
+//! ```no_run
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!
@@ -65,7 +65,8 @@
 //!   compiled out and never runs), registers the function for [`harness::main`] as in a
 //!   `harness = false` target (feature `harness`); a doc test that does not call it should call
 //!   [`check`] instead. A program that registered such tests and never called
-//!   `harness::main()` names them at exit and fails (status 101), so none goes unrun unseen;
+//!   `harness::main()` names them at exit and fails (status 101), so none goes unrun unseen
+//!   (a doc example that only shows the attribute is `no_run`);
 //! - keeps `#[should_panic]`, `#[ignore]`, doc comments, `async` and the return type. A test
 //!   returning `Result<(), E>` gets its value back unchanged; an `Err` fails the test as usual
 //!   and no leak report is added on top. A body that panics fails with its panic, without a
@@ -97,7 +98,7 @@
 //! attribute with its options on every `#[test]` and `#[tokio::test]` function inside, at any
 //! depth, and leaves other items alone.
 //!
-//! ```
+//! ```no_run
 //! #[global_allocator]
 //! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
 //!
