@@ -13,7 +13,9 @@ const NEVER_RAN_STATUS: i32 = 101;
 /// At exit (see `raw::exit`): fails the process if it registered tests of its own for
 /// `leakcheck::harness::main()` and never called it.
 pub(crate) fn check_at_exit() {
-    if crate::__private::harness_owns_process() {
+    if crate::__private::harness_owns_process()
+        || inventory::iter::<Registration>.into_iter().next().is_none()
+    {
         return;
     }
     let Some(program) = program_crate() else {
