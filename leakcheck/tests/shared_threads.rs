@@ -260,3 +260,39 @@ fn a_thread_another_open_check_will_join_is_no_root() {
     let report = worker_of_an_open_check_keeps_what_another_sends(&HANDOFF, 1_239, false);
     assert_eq!(report.leaked_bytes(), 1_239, "{report}");
 }
+
+/// A value aligned to 128 bytes, as crossbeam's `CachePadded` and async-executor's state are.
+#[repr(align(128))]
+struct Padded(#[allow(dead_code)] [u8; 700]);
+
+/// `Arc::into_raw` of an over-aligned value points past counts padded to its alignment (128
+/// bytes into the block, not 16): a thread that keeps only that pointer keeps the block. The
+/// pointer goes over through a static the thread clears, so that only its stack has it.
+#[test]
+fn a_thread_left_running_keeps_an_over_aligned_arc_by_its_value_pointer() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static HANDED_OVER: AtomicUsize = AtomicUsize::new(0);
+    static STOP: Mutex<bool> = Mutex::new(false);
+    static STOPPED: Condvar = Condvar::new();
+    *STOP.lock().unwrap() = false;
+    let report = Check::new().run(|| {
+        let value = std::sync::Arc::into_raw(std::sync::Arc::new(Padded([9; 700])));
+        HANDED_OVER.store(value as usize, Ordering::SeqCst);
+        thread::spawn(|| {
+            let kept = black_box(HANDED_OVER.swap(0, Ordering::SeqCst));
+            let mut stop = STOP.lock().unwrap();
+            while !*stop {
+                stop = STOPPED.wait(stop).unwrap();
+            }
+            black_box(kept)
+        });
+        while HANDED_OVER.load(Ordering::SeqCst) != 0 {
+            thread::yield_now();
+        }
+    });
+    *STOP.lock().unwrap() = true;
+    STOPPED.notify_all();
+    assert!(report.is_clean(), "{report}");
+    assert!(report.reachable().0 >= 896, "{report}");
+}

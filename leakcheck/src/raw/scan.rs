@@ -229,20 +229,40 @@ fn owned_end(start: usize, size: usize) -> usize {
 )]
 fn points_into(start: usize, size: usize, offset: usize) -> bool {
     if start & 0xffff_ffff < SMALL_NUMBERS {
-        return holds_by_owner_shape(size, offset);
+        return holds_by_owner_shape(start, size, offset);
     }
     offset < 8 || offset.is_multiple_of(8)
 }
 
-/// Whether a word `offset` bytes into a block of `size` bytes is where an owner keeps it: its
-/// start, a tagged start (offset below 8), `Arc::into_raw`'s address (16 bytes in) or a hash
-/// table's control bytes ([`hash_table_control`]).
+/// Whether a word `offset` bytes into a block at `start` of `size` bytes is where an owner
+/// keeps it: its start, a tagged start (offset below 8), `Arc::into_raw`'s address (16 bytes
+/// in, or further for an over-aligned value: [`over_aligned_arc_value`]) or a hash table's
+/// control bytes ([`hash_table_control`]).
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
     allow(dead_code)
 )]
-fn holds_by_owner_shape(size: usize, offset: usize) -> bool {
-    offset < 8 || offset == 16 || hash_table_control(size, offset)
+fn holds_by_owner_shape(start: usize, size: usize, offset: usize) -> bool {
+    offset < 8
+        || offset == 16
+        || over_aligned_arc_value(start, size, offset)
+        || hash_table_control(size, offset)
+}
+
+/// Whether `offset` is where `Arc::into_raw` points for a value aligned to more than 16 bytes
+/// (`#[repr(align(128))]`, crossbeam's `CachePadded`): the two counts are padded to the
+/// value's alignment, which the block's start has too. async-executor keeps its state so, 128
+/// bytes into the block, in an `AtomicPtr` in a static: the block was reported lost whenever
+/// the executor's arena began just past a 4 GiB boundary.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn over_aligned_arc_value(start: usize, size: usize, offset: usize) -> bool {
+    offset.is_power_of_two()
+        && (32..=4096).contains(&offset)
+        && offset < size
+        && start.is_multiple_of(offset)
 }
 
 /// Below this, the low half of an address reads as a small number (see [`points_into`]).
@@ -675,7 +695,7 @@ mod os {
             for &word in words {
                 if let Some(block) = index.find(word) {
                     let (start, size) = (index.starts[block as usize], index.sizes[block as usize]);
-                    let at_start = super::holds_by_owner_shape(size, word - start);
+                    let at_start = super::holds_by_owner_shape(start, size, word - start);
                     if at_start && !core::mem::replace(&mut seen[block as usize], true) {
                         rooted.push(block);
                     }
@@ -702,7 +722,7 @@ mod os {
                             // through retained ones met such a slot.
                             let (start, size) =
                                 (index.starts[to as usize], index.sizes[to as usize]);
-                            if !super::holds_by_owner_shape(size, word - start)
+                            if !super::holds_by_owner_shape(start, size, word - start)
                                 || (is_shaped[from as usize] && is_transit[to as usize])
                             {
                                 continue;
@@ -1352,6 +1372,23 @@ mod tests {
         assert!(points_into(0x7f2d_1234_0d00, 2404, 1024));
         assert!(!points_into(0x7f2d_1234_0d00, 2404, 1025));
         assert!(points_into(0x7f2d_0010_0000, 2404, 8), "past the first MiB");
+    }
+
+    #[test]
+    fn arc_into_raw_of_an_over_aligned_value() {
+        // `Arc<T>` with `T` aligned to 128: the counts are padded to 128 bytes.
+        let start = 0x7f2d_0000_0c80;
+        assert!(points_into(start, 896, 128));
+        assert!(!points_into(start, 896, 896), "past the block");
+        assert!(!points_into(start, 896, 96), "not a power of two");
+        assert!(
+            !points_into(0x7f2d_0000_0d40, 896, 128),
+            "the block is not aligned to the offset"
+        );
+        assert!(
+            !points_into(start, 1 << 14, 8192),
+            "beyond a page's alignment"
+        );
     }
 
     #[test]
