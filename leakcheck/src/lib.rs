@@ -480,6 +480,7 @@ mod resources;
 mod session;
 mod suppress;
 mod symbolize;
+mod symbols;
 mod thread_roots;
 mod track;
 
