@@ -21,7 +21,7 @@
 //! could mistake for pointers to a test's blocks), so it needs no exclusion from the scan.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One frame at an address: a function, or a function inlined into it.
 #[derive(Debug)]
@@ -48,6 +48,7 @@ mod imp {
     use crate::raw::loader::{mapped_objects, MappedObject};
     use gimli::{EndianSlice, RunTimeEndian, Section};
     use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SymbolKind};
+    use std::path::Path;
     use std::sync::Mutex;
 
     type Slice = EndianSlice<'static, RunTimeEndian>;

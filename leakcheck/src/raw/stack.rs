@@ -225,12 +225,14 @@ fn walk_slow(buf: &mut [usize; MAX_FRAMES], from: usize, limit: usize) -> usize 
 }
 
 /// The state of [`walk_slow`] that the unwinder's callback updates.
+#[cfg_attr(not(all(unix, not(target_arch = "arm"))), allow(dead_code))]
 struct SlowWalk<'a> {
     kept: Kept<'a>,
     from: usize,
     limit: usize,
 }
 
+#[cfg_attr(not(all(unix, not(target_arch = "arm"))), allow(dead_code))]
 impl SlowWalk<'_> {
     /// Takes one frame's return address and CFA; false to stop.
     #[inline(always)]
