@@ -4,19 +4,19 @@
 //! Which object holds an address, and at what bias, comes from the loader's list of loaded
 //! objects (`dl_iterate_phdr`), taken afresh for each stack: a library loaded since the last
 //! report is found. Each file is mapped once per process (`raw::map`) and its parsed tables are
-//! kept for the rest of it in [`OBJECTS`]: a report resolves a few stacks, a suite's reports
+//! kept for the rest of it in `imp::OBJECTS`: a report resolves a few stacks, a suite's reports
 //! many, and parsing a test binary's tables is most of the first stack's cost.
 //!
 //! Names come from DWARF (inlined frames included, innermost first), else from the symbol table
 //! (`.symtab`, else `.dynsym`: the C library has only the latter), demangled without the hash.
-//! Debug info that cannot be read here degrades to the symbol table's names without file:line:
-//! compressed debug sections (`--compress-debug-sections`, none by default), and the function
-//! entries of split DWARF (`split-debuginfo = "unpacked"`/`"packed"`), whose line tables stay
-//! in the object, so file:line remains but inlined frames are not expanded. Separate debug
-//! files (`.gnu_debuglink`, `/usr/lib/debug`) are not looked up.
+//! Debug info that cannot be read here degrades to the symbol table's names: compressed debug
+//! sections (`--compress-debug-sections`, none by default) give no file:line; split DWARF
+//! (`split-debuginfo = "unpacked"`/`"packed"`) keeps its line tables in the object, so
+//! file:line remains, but its function entries are in other files, so inlined frames are not
+//! expanded. Separate debug files (`.gnu_debuglink`, `/usr/lib/debug`) are not looked up.
 //!
 //! Called with tracking blocked on the calling thread (see `crate::symbolize`): every
-//! allocation here is untracked, never a candidate of the scan, and [`OBJECTS`] holds only
+//! allocation here is untracked, never a candidate of the scan, and `imp::OBJECTS` holds only
 //! pointers to such memory (no inline storage with leftovers of other data that the root scan
 //! could mistake for pointers to a test's blocks), so it needs no exclusion from the scan.
 #![forbid(unsafe_code)]

@@ -254,8 +254,8 @@ impl SlowWalk<'_> {
 }
 
 /// The platform's DWARF unwinder, called directly: `_Unwind_Backtrace` of libgcc_s (which std
-/// links on Linux) or of the system's libunwind. It is thread-safe and allocates nothing once
-/// the objects' unwind tables are registered; its callback runs in the walking thread.
+/// links on Linux) or of the system's libunwind. It is thread-safe, and may allocate (the
+/// capture blocks tracking around it); its callback runs in the walking thread.
 #[cfg(all(unix, not(target_arch = "arm")))]
 mod libgcc {
     use super::SlowWalk;
