@@ -21,7 +21,7 @@
 //! and one `bench-panic-ratio` line per test and clock the checked median over the plain one.
 //!
 //! Release: `cargo bench -p leakcheck-suite --bench caught_panic`. Debug with the manual's
-//! `opt-level = 3` for leakcheck and backtrace: `cargo bench -p leakcheck-suite --profile dev
+//! `opt-level = 3` for leakcheck and gimli: `cargo bench -p leakcheck-suite --profile dev
 //! --bench caught_panic`.
 
 use criterion::{Criterion, SamplingMode};

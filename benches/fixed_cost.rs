@@ -26,8 +26,8 @@
 //! and one `bench-fixed-overhead` line per body and kind the checked median less the plain one.
 //!
 //! Release: `cargo bench -p leakcheck-suite --bench fixed_cost`. Debug with the manual's
-//! `opt-level = 3` for leakcheck and backtrace (this workspace's `[profile.dev.package.*]`,
-//! which also optimise gimli): `cargo bench -p leakcheck-suite --profile dev --bench fixed_cost`.
+//! `opt-level = 3` for leakcheck and gimli (this workspace's `[profile.dev.package.*]`):
+//! `cargo bench -p leakcheck-suite --profile dev --bench fixed_cost`.
 
 use criterion::{Criterion, SamplingMode};
 

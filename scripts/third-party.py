@@ -71,11 +71,11 @@ def detach(manifest, extra):
 
 
 def advice(data, leakcheck):
-    """The README's Setup: leakcheck as a dev-dependency, it and backtrace optimised in the dev
+    """The README's Setup: leakcheck as a dev-dependency, it and gimli optimised in the dev
     profile (only where the package does not set them itself)."""
     lines = ["", "[dev-dependencies.leakcheck]", f'path = "{leakcheck}"']
     dev_packages = data.get("profile", {}).get("dev", {}).get("package", {})
-    for package in ("leakcheck", "backtrace"):
+    for package in ("leakcheck", "gimli"):
         if package not in dev_packages:
             lines += ["", f"[profile.dev.package.{package}]", "opt-level = 3"]
     return "\n".join(lines) + "\n"

@@ -513,9 +513,10 @@ fn nextest_gives_every_verdict_and_report() {
 /// A regression test. Run after another leaking test on an earlier thread of the same process
 /// (here `--test-threads=1`, which runs each test on a new thread, one after the other), the
 /// lost `Rc` cycle was reported without one of its payloads, counted "still reachable": a word
-/// left in the symbolizer's static cache (`backtrace`'s `MAPPINGS_CACHE`, an inline array of
-/// `MaybeUninit` slots) pointed into it. 8 to 10 runs in 10 before the scan left that cache
-/// out (0 in 30 after); ten runs, as the environment and the build move addresses.
+/// left in the symbolizer's static cache (the `backtrace` crate's `MAPPINGS_CACHE`, an inline
+/// array of `MaybeUninit` slots, when leakcheck symbolized with that crate) pointed into it. 8
+/// to 10 runs in 10 before the scan left that cache out (0 in 30 after); ten runs, as the
+/// environment and the build move addresses. leakcheck's own symbolizer keeps no such static.
 #[test]
 fn rc_cycle_payload_is_lost_after_an_earlier_leaking_test() {
     let fixture = fixture();

@@ -10,11 +10,11 @@
 //! [dev-dependencies]
 //! leakcheck = "0.1"
 //!
-//! # The allocator runs under every allocation of your test binary: build it (and the unwinder
-//! # it uses) optimised even in the dev profile that `cargo test` uses.
+//! # The allocator runs under every allocation of your test binary, and gimli parses debug info
+//! # for the reports: build both optimised even in the dev profile that `cargo test` uses.
 //! [profile.dev.package.leakcheck]
 //! opt-level = 3
-//! [profile.dev.package.backtrace]
+//! [profile.dev.package.gimli]
 //! opt-level = 3
 //! ```
 //!
@@ -442,17 +442,20 @@
 //!   sandboxes), every shard takes an ordinary spin lock: the same verdicts, about a tenth
 //!   slower per tracked block.
 //! - Release builds without debug info show function names but no file:line; add
-//!   `debug = "line-tables-only"` to the profile for line numbers.
+//!   `debug = "line-tables-only"` to the profile for line numbers. Frames are resolved on
+//!   Linux with glibc (ELF and DWARF); elsewhere reports show addresses. Compressed debug
+//!   sections give names without file:line; split DWARF (`split-debuginfo`) gives file:line
+//!   without inlined frames.
 //! - Frame pointers are walked on x86_64 and aarch64 Linux. Without them, x86_64 Linux with
 //!   glibc uses leakcheck's cached DWARF walker (it hands stacks it cannot describe, such as
 //!   signal frames or CFA expressions, to libgcc), and other targets libgcc's unwinder, about
 //!   15 times slower. Stacks are cut at 64 frames, counted from the allocation; inside a
 //!   check they also end at the check itself (the frames of whoever called it are not
 //!   captured), except under libgcc's unwinder.
-//! - The scan leaves out the symbolizers' static caches (`MAPPINGS_CACHE` of `backtrace` and
-//!   std), whose uninitialised slots hold stale addresses; they are found by name in the
-//!   symbol table, so in a stripped binary they stay roots and can, rarely, keep a leak
-//!   "reachable". It also leaves out glibc's data segment, where `malloc` keeps stale chunk
+//! - The scan leaves out the symbolizers' static caches (std's `MAPPINGS_CACHE`, and the
+//!   `backtrace` crate's where your code uses it), whose uninitialised slots hold stale
+//!   addresses; they are found by name in the symbol table, so in a stripped binary they stay
+//!   roots and can, rarely, keep a leak "reachable". It also leaves out glibc's data segment, where `malloc` keeps stale chunk
 //!   addresses; a Rust block that only a C library's static keeps (an `on_exit` argument)
 //!   therefore counts as lost. The inner allocator's own statics are read like any others:
 //!   one that keeps stale addresses in them (as glibc does) can hide a leak, rarely.
@@ -487,6 +490,7 @@ mod resources;
 mod session;
 mod suppress;
 mod symbolize;
+mod symbols;
 mod thread_roots;
 mod track;
 

@@ -1,8 +1,9 @@
 //! Statics that the root scan must not read: the symbolizers' caches, and the cached DWARF
 //! walker's gimli context (`raw::stack::scratch_statics`), which fills up the same way.
 //!
-//! The `backtrace` crate (leakcheck's symbolizer) and std's copy of it keep parsed debug info
-//! in a static, `MAPPINGS_CACHE`, whose storage is an inline array of `MaybeUninit` slots.
+//! std's symbolizer (its copy of the `backtrace` crate), and that crate itself where the user's
+//! code depends on it, keep parsed debug info in a static, `MAPPINGS_CACHE`, whose storage is
+//! an inline array of `MaybeUninit` slots.
 //! Entries are moved in and out bitwise, so the slots are full of leftovers: words copied from
 //! the stack of whatever thread symbolized, and addresses of blocks freed since. Read as roots,
 //! those leftovers made real leaks look "still reachable" (the accuracy corpus's `definite::`
@@ -13,7 +14,9 @@
 //! (`symbolize::Excuse::SymbolizerCache`).
 //!
 //! They are found by name in each loaded object's symbol table (`.symtab`), read from its file
-//! once per process. A stripped object has no such table; its caches stay roots.
+//! once per process. A stripped object has no such table; its caches stay roots. leakcheck's
+//! own symbolizer (`crate::symbols`) needs no exclusion: its static holds only pointers to
+//! memory allocated untracked, which is never a candidate.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
@@ -58,8 +61,9 @@ fn is_c_library(path: &std::path::Path) -> bool {
         .is_some_and(|name| name.starts_with("libc.so"))
 }
 
-/// `backtrace::symbolize::gimli::Cache::with_global::MAPPINGS_CACHE` and std's
-/// `std::backtrace_rs::...::MAPPINGS_CACHE`, in legacy (`14MAPPINGS_CACHE`) or v0 mangling.
+/// std's `std::backtrace_rs::symbolize::gimli::Cache::with_global::MAPPINGS_CACHE`, and the
+/// `backtrace` crate's `backtrace::symbolize::gimli::...::MAPPINGS_CACHE` when the user's
+/// code uses it, in legacy (`14MAPPINGS_CACHE`) or v0 mangling.
 fn is_symbolizer_cache(name: &[u8]) -> bool {
     contains(name, b"MAPPINGS_CACHE") && contains(name, b"gimli")
 }
@@ -310,14 +314,15 @@ mod tests {
     }
 
     #[test]
-    fn the_symbolizer_cache_of_the_backtrace_crate_is_found_once_it_exists() {
-        // Resolve one address, so `backtrace`'s cache is linked in and used.
-        backtrace::resolve(
-            finds_a_named_static_in_this_test_binary as *mut core::ffi::c_void,
-            |_| {},
-        );
-        let caches = excluded_statics();
-        assert!(caches.len() >= 2, "no MAPPINGS_CACHE found: {caches:x?}");
-        assert!(caches.iter().all(|&(s, e)| s < e));
+    fn the_symbolizer_cache_of_std_is_found_once_it_exists() {
+        // Symbolize one backtrace with std's symbolizer, so its cache is linked in and used.
+        let shown = std::backtrace::Backtrace::force_capture().to_string();
+        assert!(!shown.is_empty());
+        let exe = std::env::current_exe().unwrap();
+        let caches = find_statics(&exe, is_symbolizer_cache).expect("an ELF file");
+        assert_eq!(caches.len(), 1, "std's MAPPINGS_CACHE: {caches:x?}");
+        assert!(caches.iter().all(|&(_, size)| size > 0));
+        let excluded = excluded_statics();
+        assert!(excluded.iter().all(|&(s, e)| s < e));
     }
 }

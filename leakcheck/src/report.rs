@@ -945,7 +945,13 @@ impl Report {
         if self.is_clean() || self.groups.is_empty() {
             return None;
         }
-        match self.stacks? {
+        let unwinder = self.stacks?;
+        if !crate::symbols::SUPPORTED {
+            return Some(
+                "note: frames show as addresses: leakcheck resolves them to functions, files and lines only on Linux with glibc",
+            );
+        }
+        match unwinder {
             Unwinder::FramePointers => None,
             Unwinder::CachedCfi => Some(
                 "note: stacks came from DWARF unwind tables because frame pointers are missing; \

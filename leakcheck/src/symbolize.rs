@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Threads inside [`resolve`] now. A child forked while one is there would wait forever for
-/// the locks it holds (the cache's, `backtrace`'s), so [`forked`] turns symbols off instead.
+/// the locks it holds (the caches' here and in `crate::symbols`), so [`forked`] turns symbols
+/// off instead.
 static RESOLVING: AtomicUsize = AtomicUsize::new(0);
 /// Set in a forked child whose parent was resolving symbols at the fork.
 static NO_SYMBOLS: AtomicBool = AtomicBool::new(false);
@@ -70,26 +71,20 @@ pub(crate) fn resolve(stack: u32) -> Arc<[Frame]> {
 fn resolve_addresses(addresses: &[usize]) -> Vec<Frame> {
     let root = source_root();
     let mut frames = Vec::new();
-    for &address in addresses {
-        if address < GAP_LIMIT {
-            // The count of frames a deep stack left out between its ends.
+    for (&address, symbols) in addresses.iter().zip(crate::symbols::resolve(addresses)) {
+        // A gap marker (the count of frames a deep stack left out between its ends) maps to
+        // no object, so it resolves to nothing and stays as it is.
+        if address < GAP_LIMIT || symbols.is_empty() {
             frames.push(unresolved(address));
             continue;
         }
-        let before = frames.len();
-        // `resolve` treats the address as a return address and looks up the call before it.
-        backtrace::resolve(address as *mut core::ffi::c_void, |symbol| {
-            frames.push(Frame {
-                function: symbol.name().map(|n| format!("{n:#}")),
-                file: symbol.filename().map(|f| shorten(f, root.as_deref())),
-                line: symbol.lineno(),
-                column: symbol.colno(),
-                address,
-            });
-        });
-        if frames.len() == before {
-            frames.push(unresolved(address));
-        }
+        frames.extend(symbols.into_iter().map(|symbol| Frame {
+            function: symbol.name,
+            file: symbol.file.map(|f| shorten(&f, root.as_deref())),
+            line: symbol.line,
+            column: symbol.column,
+            address,
+        }));
     }
     frames
 }
@@ -126,7 +121,7 @@ fn shorten(file: &Path, root: Option<&Path>) -> PathBuf {
 /// Who a frame belongs to, for trimming and for deciding who owns a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// leakcheck itself, the unwinder, the allocator shims.
+    /// leakcheck itself (its stack walkers and symbolizer included), the allocator shims.
     Machinery,
     /// std, core, alloc, the test runner, or no symbol at all.
     Std,
@@ -157,7 +152,7 @@ pub(crate) fn owner(frame: &Frame) -> Owner {
     let file = file.as_ref();
     // Files decide first: with `debug = "line-tables-only"` (the usual release setting)
     // inlined frames carry short names such as `walk_slow` or `push`, but always their file.
-    const MACHINERY: &[&str] = &["leakcheck::", "backtrace::"];
+    const MACHINERY: &[&str] = &["leakcheck::"];
     // The allocator shims, with or without the `__rustc::` of newer toolchains; not every
     // `__rustc::` symbol (`__rustc::rust_begin_unwind` is std's panic entry, which a leak made
     // while formatting a panic message has on its stack, between the user's frames).
@@ -171,7 +166,6 @@ pub(crate) fn owner(frame: &Frame) -> Owner {
     ];
     let unprefixed = name.strip_prefix("__rustc::").unwrap_or(name);
     if in_leakcheck(file)
-        || in_crate(file, "backtrace")
         || MACHINERY.iter().any(|p| name.starts_with(p))
         || ALLOCATOR_SHIMS.iter().any(|p| unprefixed.starts_with(p))
     {
@@ -271,9 +265,9 @@ pub(crate) enum Excuse {
     /// std's process-wide table of threads (each thread's stack guard, for the stack-overflow
     /// message), whose nodes split and merge as threads start and exit: it belongs to std.
     ThreadTable,
-    /// Debug info parsed by std's (or the `backtrace` crate's) symbolizer, e.g. for a panic
-    /// message under `RUST_BACKTRACE=1`: it belongs to the symbolizer's static cache, which
-    /// the scan does not read (see `crate::noise`).
+    /// Debug info parsed by std's symbolizer (or the `backtrace` crate's, in code that uses
+    /// it), e.g. for a panic message under `RUST_BACKTRACE=1`: it belongs to the symbolizer's
+    /// static cache, which the scan does not read (see `crate::noise`).
     SymbolizerCache,
 }
 
@@ -532,8 +526,8 @@ mod tests {
         );
         assert_eq!(
             owner(&at(
-                "trace_unsynchronized<F>",
-                &format!("{registry}/backtrace-0.3.77/src/backtrace/mod.rs")
+                "resolve",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/symbols.rs")
             )),
             Owner::Machinery
         );

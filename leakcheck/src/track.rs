@@ -548,7 +548,7 @@ fn record(addr: usize, size: usize, scope: u32, shared: bool) {
 #[inline(never)]
 fn record_with_extras(addr: usize, size: usize, scope: u32, shared: bool) {
     let stack = if scope & STACKS_BIT != 0 {
-        // The slow unwinder (the `backtrace` crate) may allocate: not into this scope.
+        // The slow unwinder (libgcc's) may allocate: not into this scope.
         let _blocked = Block::new();
         // A local of this function (or of the one it is inlined into): the frames below
         // it are the capture's own, and the return address into its caller is stored above

@@ -28,14 +28,38 @@ impl Trace {
     }
 }
 
+// libgcc's unwinder, which std links on Linux, called directly: the reference walk.
+unsafe extern "C" {
+    fn _Unwind_Backtrace(
+        trace: unsafe extern "C" fn(*mut core::ffi::c_void, *mut core::ffi::c_void) -> i32,
+        data: *mut core::ffi::c_void,
+    ) -> i32;
+    fn _Unwind_GetIP(context: *mut core::ffi::c_void) -> usize;
+}
+
+unsafe extern "C" fn record_frame(
+    context: *mut core::ffi::c_void,
+    data: *mut core::ffi::c_void,
+) -> i32 {
+    // SAFETY: `data` is the `Trace` that `leaf` passed, used by nothing else during the walk;
+    // `context` is libgcc's, valid during the call.
+    let (trace, ip) = unsafe { (&mut *data.cast::<Trace>(), _Unwind_GetIP(context)) };
+    trace.ips[trace.len] = ip;
+    trace.len += 1;
+    // `_URC_NO_REASON` goes on, `_URC_END_OF_STACK` stops.
+    if trace.len < trace.ips.len() {
+        0
+    } else {
+        5
+    }
+}
+
 /// Records libgcc's stack (into a fixed array: nothing allocated), then leaks `size` bytes.
 #[inline(never)]
 fn leaf(trace: &mut Trace, size: usize) {
-    backtrace::trace(|frame| {
-        trace.ips[trace.len] = frame.ip() as usize;
-        trace.len += 1;
-        trace.len < trace.ips.len()
-    });
+    // SAFETY: `record_frame` uses `data` only as the `Trace` passed here, which outlives the
+    // walk.
+    unsafe { _Unwind_Backtrace(record_frame, (trace as *mut Trace).cast()) };
     std::mem::forget(black_box(vec![0u8; size]));
 }
 
@@ -59,7 +83,7 @@ fn leak_and_compare(depth: u32, size: usize) {
     let mut addresses: Vec<usize> = group.frames().iter().map(|f| f.address).collect();
     addresses.dedup();
     // The first is inside `leaf` (its call into the allocator, where libgcc saw its call into
-    // `backtrace`); the rest are `leaf`'s callers up to the closure inside the check.
+    // `_Unwind_Backtrace`); the rest are `leaf`'s callers up to the closure inside the check.
     let callers = &addresses[1..];
     let seen = &trace.ips[..trace.len];
     let start = seen

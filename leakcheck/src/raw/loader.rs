@@ -113,6 +113,65 @@ pub(crate) fn usable() -> bool {
     !LOCK_LOST.load(Ordering::Relaxed)
 }
 
+/// A loaded object as the symbolizer needs it: its file (the main program as
+/// `/proc/self/exe`), its load bias (run-time address minus the address the file states), and
+/// its loaded segments as [start, end) at run time.
+pub(crate) struct MappedObject {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) bias: usize,
+    pub(crate) segments: Vec<(usize, usize)>,
+}
+
+/// Every loaded object with its segments; empty in a child that lost the loader's lock.
+pub(crate) fn mapped_objects() -> Vec<MappedObject> {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: `data` is the `Vec` of `mapped_objects`, not otherwise borrowed during the
+        // walk; `info` is valid during the call, `dlpi_name` is a NUL-terminated string
+        // (empty for the main program) or null, and `dlpi_phdr` points to `dlpi_phnum`
+        // program headers mapped while the object is loaded.
+        let (objects, info) = unsafe { (&mut *data.cast::<Vec<MappedObject>>(), &*info) };
+        let name = if info.dlpi_name.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
+        };
+        let path = if name.is_empty() {
+            std::path::PathBuf::from("/proc/self/exe")
+        } else {
+            std::path::PathBuf::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
+            )
+        };
+        let headers = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+        };
+        let bias = info.dlpi_addr as usize;
+        let segments = headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD)
+            .map(|h| {
+                let start = bias.wrapping_add(h.p_vaddr as usize);
+                (start, start.saturating_add(h.p_memsz as usize))
+            })
+            .collect();
+        objects.push(MappedObject {
+            path,
+            bias,
+            segments,
+        });
+        0
+    }
+    let mut objects: Vec<MappedObject> = Vec::new();
+    // SAFETY: `each` has the callback's C signature and uses `data` only as the `Vec` passed
+    // here, which outlives the walk.
+    unsafe { iterate_objects(each, (&mut objects as *mut Vec<MappedObject>).cast()) };
+    objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +180,20 @@ mod tests {
         // SAFETY: `data` is the counter passed by the test below.
         unsafe { *data.cast::<usize>() += 1 };
         0
+    }
+
+    #[test]
+    fn the_program_is_among_the_mapped_objects_and_holds_this_code() {
+        let here = the_program_is_among_the_mapped_objects_and_holds_this_code as fn() as usize;
+        let objects = mapped_objects();
+        let holder = objects
+            .iter()
+            .find(|o| o.segments.iter().any(|&(s, e)| s <= here && here < e))
+            .expect("some object holds this function");
+        assert_eq!(holder.path, std::path::Path::new("/proc/self/exe"));
+        assert!(objects
+            .iter()
+            .any(|o| o.path.to_string_lossy().contains("libc.so")));
     }
 
     #[test]

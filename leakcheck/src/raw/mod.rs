@@ -12,6 +12,8 @@ pub(crate) mod intern;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) mod loader;
 pub(crate) mod local;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) mod map;
 pub(crate) mod scan;
 pub(crate) mod spin;
 pub(crate) mod stack;

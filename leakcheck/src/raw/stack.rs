@@ -1,8 +1,8 @@
 //! Capturing raw stacks (return addresses) inside the allocator.
 //!
 //! Three walkers: a frame-pointer walk (~2 ns a frame), a DWARF CFI walk with cached rules
-//! (`unwind.rs`, a few ns a frame; x86_64 Linux with glibc) and `backtrace`'s unwinder
-//! (libgcc re-parsing DWARF CFI for every frame, ~100 ns a frame). The frame-pointer walk is only
+//! (`unwind.rs`, a few ns a frame; x86_64 Linux with glibc) and libgcc's `_Unwind_Backtrace`
+//! (re-parsing DWARF CFI for every frame, ~100 ns a frame). The frame-pointer walk is only
 //! correct when every frame on the path keeps a frame pointer: std's precompiled code does, the
 //! user's crates only with `-C force-frame-pointers=yes`. Without it the walk silently skips
 //! frames, so it is used only after [`calibrate`] has seen it agree with libgcc on a stack that
@@ -42,8 +42,8 @@ pub(crate) enum Unwinder {
     /// DWARF CFI through the cached walker (frame pointers missing), verified against
     /// libgcc; a stack it cannot walk goes to libgcc.
     CachedCfi,
-    /// `backtrace`'s (libgcc's) DWARF unwinder: frame pointers missing and no verified cached
-    /// walker on this target.
+    /// libgcc's DWARF unwinder: frame pointers missing and no verified cached walker on this
+    /// target.
     Slow,
 }
 
@@ -212,35 +212,105 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES], from: usize) -> usize {
 
 /// libgcc's walk, keeping the frames the fast walkers keep: a return address is kept when the
 /// slot it was read from lies in [`from`, `limit`). libgcc's CFA for a frame is its callee's
-/// (the caller's stack pointer after the return), so the slot is the word below it. Where the
-/// unwinder gives no CFA, a frame is kept.
+/// (the caller's stack pointer after the return), so the slot is the word below it.
 #[inline(never)]
 fn walk_slow(buf: &mut [usize; MAX_FRAMES], from: usize, limit: usize) -> usize {
-    const WORD: usize = core::mem::size_of::<usize>();
-    let mut kept = Kept::new(buf);
-    let mut more = true;
-    // SAFETY: `trace_unsynchronized` requires that no other thread runs it or
-    // `backtrace::trace` concurrently in a way that is unsafe for the platform unwinder; on the
-    // platforms we walk (libgcc's `_Unwind_Backtrace`) the unwinder is thread-safe, and the
-    // synchronised variant takes a lock that may allocate.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            let ip = frame.ip() as usize;
-            // libgcc ends with the outermost frame's undefined return address, at 0.
-            if ip == 0 {
-                return false;
-            }
-            let slot = (frame.sp() as usize).checked_sub(WORD);
-            if slot.is_some_and(|slot| slot >= limit) {
-                return false;
-            }
-            if slot.is_none_or(|slot| slot >= from) {
-                more = kept.push(ip);
-            }
-            more
-        });
+    let mut walk = SlowWalk {
+        kept: Kept::new(buf),
+        from,
+        limit,
+    };
+    libgcc::backtrace(&mut walk);
+    walk.kept.finish()
+}
+
+/// The state of [`walk_slow`] that the unwinder's callback updates.
+#[cfg_attr(not(all(unix, not(target_arch = "arm"))), allow(dead_code))]
+struct SlowWalk<'a> {
+    kept: Kept<'a>,
+    from: usize,
+    limit: usize,
+}
+
+#[cfg_attr(not(all(unix, not(target_arch = "arm"))), allow(dead_code))]
+impl SlowWalk<'_> {
+    /// Takes one frame's return address and CFA; false to stop.
+    #[inline(always)]
+    fn frame(&mut self, ip: usize, cfa: usize) -> bool {
+        const WORD: usize = core::mem::size_of::<usize>();
+        // libgcc ends with the outermost frame's undefined return address, at 0.
+        if ip == 0 {
+            return false;
+        }
+        let slot = cfa.checked_sub(WORD);
+        if slot.is_some_and(|slot| slot >= self.limit) {
+            return false;
+        }
+        if slot.is_none_or(|slot| slot >= self.from) {
+            return self.kept.push(ip);
+        }
+        true
     }
-    kept.finish()
+}
+
+/// The platform's DWARF unwinder, called directly: `_Unwind_Backtrace` of libgcc_s (which std
+/// links on Linux) or of the system's libunwind. It is thread-safe, and may allocate (the
+/// capture blocks tracking around it); its callback runs in the walking thread.
+#[cfg(all(unix, not(target_arch = "arm")))]
+mod libgcc {
+    use super::SlowWalk;
+    use core::ffi::{c_int, c_void};
+
+    /// libgcc's `struct _Unwind_Context`, only ever behind a pointer.
+    #[repr(C)]
+    struct Context {
+        _opaque: [u8; 0],
+    }
+
+    /// `_URC_NO_REASON`: go on. Any other value stops the walk; `_URC_END_OF_STACK` is the
+    /// one that says why.
+    const GO_ON: c_int = 0;
+    const STOP: c_int = 5;
+
+    type Trace = unsafe extern "C" fn(*mut Context, *mut c_void) -> c_int;
+
+    unsafe extern "C" {
+        fn _Unwind_Backtrace(trace: Trace, data: *mut c_void) -> c_int;
+        fn _Unwind_GetIP(context: *mut Context) -> usize;
+        fn _Unwind_GetCFA(context: *mut Context) -> usize;
+    }
+
+    unsafe extern "C" fn each_frame(context: *mut Context, data: *mut c_void) -> c_int {
+        // SAFETY: `data` is the `SlowWalk` that `backtrace` passed, borrowed for the walk and
+        // touched by nothing else meanwhile; `context` is the unwinder's, valid during the call.
+        let (walk, ip, cfa) = unsafe {
+            (
+                &mut *data.cast::<SlowWalk<'_>>(),
+                _Unwind_GetIP(context),
+                _Unwind_GetCFA(context),
+            )
+        };
+        if walk.frame(ip, cfa) {
+            GO_ON
+        } else {
+            STOP
+        }
+    }
+
+    /// Walks the calling thread's stack, outwards, from the caller of `_Unwind_Backtrace`.
+    #[inline(always)]
+    pub(super) fn backtrace(walk: &mut SlowWalk<'_>) {
+        // SAFETY: `each_frame` has the callback's C signature and uses `data` only as the
+        // `SlowWalk` passed here, which outlives the walk.
+        unsafe { _Unwind_Backtrace(each_frame, (walk as *mut SlowWalk<'_>).cast()) };
+    }
+}
+
+/// No unwinder is called on other targets (32-bit ARM's EHABI has no `_Unwind_GetIP`
+/// function): without frame pointers, stacks there are empty, and reports say so.
+#[cfg(not(all(unix, not(target_arch = "arm"))))]
+mod libgcc {
+    pub(super) fn backtrace(_walk: &mut super::SlowWalk<'_>) {}
 }
 
 #[cfg(all(
@@ -650,12 +720,11 @@ mod tests {
     /// not. A release build may inline a test's body into libtest's `FnOnce::call_once` shim,
     /// together with the test's harness closure, which is the next frame out otherwise.
     fn is_in(ret: usize, function: &str) -> (bool, Vec<String>) {
-        let mut names = Vec::new();
-        backtrace::resolve((ret - 1) as *mut core::ffi::c_void, |symbol| {
-            if let Some(name) = symbol.name() {
-                names.push(format!("{name:#}")); // without the hash
-            }
-        });
+        let names: Vec<String> = crate::symbols::resolve(&[ret])
+            .remove(0)
+            .into_iter()
+            .filter_map(|symbol| symbol.name)
+            .collect();
         let found = names.iter().any(|n| n.ends_with(&format!("::{function}")));
         (found, names)
     }
