@@ -43,6 +43,7 @@ pub fn leakcheck(
 /// not say where a span is (see build.rs): there the answer is no, and a `#[test]` goes below
 /// `#[leakcheck]` or is left out (the manual says so).
 #[cfg(leakcheck_span_source)]
+#[allow(clippy::incompatible_msrv)] // only where build.rs found Rust 1.88 or newer
 fn test_written_above(span: proc_macro::Span) -> bool {
     let Some(path) = span.local_file() else {
         return false;
@@ -60,6 +61,7 @@ fn test_written_above(_: proc_macro::Span) -> bool {
 
 /// [`test_written_above`] for the lines above the one `span` starts, only.
 #[cfg(leakcheck_span_source)]
+#[allow(clippy::incompatible_msrv)] // only where build.rs found Rust 1.88 or newer
 fn test_written_above_line(span: proc_macro::Span) -> bool {
     let Some(path) = span.local_file() else {
         return false;

@@ -48,7 +48,9 @@
 //!
 //! `#[leakcheck::leakcheck]`, also exported as `#[leakcheck::test]`:
 //!
-//! - works above or below `#[test]`, and alone adds `#[test]` itself;
+//! - works above or below `#[test]`, and alone adds `#[test]` itself (on Rust 1.85 to 1.87, whose
+//!   proc macros cannot read the source around them, put it above `#[test]` or leave `#[test]`
+//!   out: below one, the test is registered twice);
 //! - stacks with `#[tokio::test]` (and other `*::test` runtime attributes) in either order, with
 //!   the same meaning: the runtime attribute expands first (`#[leakcheck]` above it moves it up)
 //!   and the check wraps the function it generates, so the runtime is built, runs the test's

@@ -192,7 +192,7 @@ const NO_STACK: usize = usize::MAX;
 /// `vec![0u8; 100]` look reachable every time. A zero-sized block still owns its address.
 fn owned_end(start: usize, size: usize) -> usize {
     let end = start.saturating_add(size.max(1));
-    if !start.is_multiple_of(16) {
+    if start % 16 != 0 {
         return end;
     }
     // glibc's request2size on 64-bit: header word added, rounded up to 16, at least 32.
@@ -231,7 +231,7 @@ fn points_into(start: usize, size: usize, offset: usize) -> bool {
     if start & 0xffff_ffff < SMALL_NUMBERS {
         return holds_by_owner_shape(start, size, offset);
     }
-    offset < 8 || offset.is_multiple_of(8)
+    offset < 8 || offset % 8 == 0
 }
 
 /// Whether a word `offset` bytes into a block at `start` of `size` bytes is where an owner
@@ -262,7 +262,7 @@ fn over_aligned_arc_value(start: usize, size: usize, offset: usize) -> bool {
     offset.is_power_of_two()
         && (32..=4096).contains(&offset)
         && offset < size
-        && start.is_multiple_of(offset)
+        && start % offset == 0
 }
 
 /// Below this, the low half of an address reads as a small number (see [`points_into`]).
@@ -281,7 +281,7 @@ const SMALL_NUMBERS: usize = 1 << 20;
     allow(dead_code)
 )]
 fn hash_table_control(size: usize, offset: usize) -> bool {
-    offset.is_multiple_of(16)
+    offset % 16 == 0
         && size
             .checked_sub(offset + 16)
             .is_some_and(|buckets| buckets >= 4 && buckets.is_power_of_two() && offset >= buckets)

@@ -21,7 +21,7 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 /// `sched_yield` and does not allocate.
 pub(crate) fn relax(spins: &mut u32) {
     *spins = spins.wrapping_add(1);
-    if spins.is_multiple_of(64) {
+    if *spins % 64 == 0 {
         std::thread::yield_now();
     } else {
         core::hint::spin_loop();

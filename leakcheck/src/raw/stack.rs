@@ -393,7 +393,7 @@ mod frame_pointers {
         // callee's), so one comparison with `last` bounds it on both sides.
         // The frames whose return address lies below `from` are followed, not kept.
         while fp + word < from {
-            if fp > last || !fp.is_multiple_of(word) {
+            if fp > last || fp % word != 0 {
                 return 0;
             }
             // SAFETY: `fp` lies within this thread's mapped stack, [low, last] (checked above),
@@ -406,7 +406,7 @@ mod frame_pointers {
         }
         let mut kept = Kept::new(buf);
         loop {
-            if fp > last || !fp.is_multiple_of(word) {
+            if fp > last || fp % word != 0 {
                 break;
             }
             // SAFETY: `fp` and `fp + word` lie within this thread's mapped stack, [low, high)

@@ -53,7 +53,7 @@ pub(crate) fn walk(
 ) -> Option<usize> {
     let (pc, sp, bp) = registers();
     let (low, high) = bounds;
-    if sp < low || sp >= high || !sp.is_multiple_of(WORD) {
+    if sp < low || sp >= high || sp % WORD != 0 {
         return None;
     }
     // Nothing a caller saved lies below this frame: reads are confined to [sp, high).
@@ -82,7 +82,7 @@ pub(crate) fn walk(
         let base = if word & CFA_FROM_RBP != 0 { bp } else { sp };
         let cfa = base.wrapping_add_signed((word >> 32) as u32 as i32 as isize);
         // Every caller's frame lies strictly above its callee's, inside the stack.
-        if cfa <= sp || cfa > high || !cfa.is_multiple_of(WORD) {
+        if cfa <= sp || cfa > high || cfa % WORD != 0 {
             return None;
         }
         let ret_slot = cfa - WORD;
@@ -529,16 +529,17 @@ fn evaluate(
 /// Whether [`walk`] may read a saved rbp this far below the CFA without checking the slot's
 /// alignment or its distance from the return address's: a word of its own below it.
 const fn rbp_below_is_walkable(below: u16) -> bool {
-    below >= 16 && below.is_multiple_of(8)
+    below >= 16 && below % 8 == 0
 }
 
-/// Reduces a CFI row to a [`Rule`], if it fits.
+/// Reduces a CFI row to a [`Rule`], if it fits. gimli reads a register the row leaves out as
+/// `Undefined`: for the return address that is the outermost frame, for rbp "not saved".
 fn reduce(row: &UnwindTableRow<usize, Fixed>) -> Step {
-    reduce_rules(
-        row.cfa(),
-        row.register(X86_64::RA),
-        row.register(X86_64::RBP),
-    )
+    let rbp = match row.register(X86_64::RBP) {
+        RegisterRule::Undefined => None,
+        rule => Some(rule),
+    };
+    reduce_rules(row.cfa(), Some(row.register(X86_64::RA)), rbp)
 }
 
 fn reduce_rules(
