@@ -82,7 +82,7 @@ def advice(data, leakcheck):
 
 
 def release_debug(manifest):
-    """File:line in release reports needs line tables (the README's Limitations): add them to
+    """File:line in release reports needs line tables (the crate docs' Limitations): add them to
     `[profile.release]` unless the package sets `debug` there already."""
     text = manifest.read_text()
     release = tomllib.loads(text).get("profile", {}).get("release")

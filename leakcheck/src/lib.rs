@@ -18,8 +18,8 @@
 //! opt-level = 3
 //! ```
 //!
-//! In each test crate (each file under `tests/`, or `src/lib.rs` for unit tests), install the
-//! allocator once and mark the tests to check:
+//! In each test crate (each file under `tests/` is one), install the allocator once and mark
+//! the tests to check:
 //!
 //! ```no_run
 //! #[global_allocator]
@@ -32,6 +32,30 @@
 //! }
 //! # fn main() {}
 //! ```
+//!
+//! For unit tests, `src/lib.rs` installs it in test builds only: leakcheck is a
+//! dev-dependency, so the other builds of the library do not have it.
+//!
+//! ```no_run
+//! #[cfg(test)]
+//! #[global_allocator]
+//! static ALLOC: leakcheck::LeakCheck = leakcheck::LeakCheck::system();
+//!
+//! #[cfg(test)]
+//! #[leakcheck::leakcheck] // every test inside (see the attribute below)
+//! mod tests {
+//!     #[test]
+//!     fn parses_config() {
+//!         assert_eq!("42".parse::<u32>(), Ok(42));
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! In a workspace, each member with tests takes the dev-dependency and installs the allocator
+//! in its test crates; the `[profile.dev.package.*]` sections go in the workspace root's
+//! `Cargo.toml`, as cargo reads profiles only there. To check every test without annotating
+//! any, see [Every test, without the attribute](#every-test-without-the-attribute).
 //!
 //! Stack capture is about twice as cheap with frame pointers. Add to `.cargo/config.toml`:
 //!
@@ -90,10 +114,22 @@
 //! | `max_bytes = N` | the body may allocate at most N bytes in total, freed or not |
 //! | `max_peak_bytes = N` | the body's own blocks may never hold more than N bytes at once |
 //! | `repeat = N` | run the body N+1 times (a warm-up, then N measured runs) and fail only if EVERY measured run leaves more live memory behind than before it, CPython `-R` style: the report shows `grew by [100, 100, 100] bytes per run` and the growing sites. This catches a cache that grows on every call, which no end-of-test check can tell from a lazy static. Its verdict is growth alone, of every live block, reachable or not (so `reachable` has no effect); `allow_bytes` tolerates that much growth per run |
-//! | `reachable = "fail"` | blocks still reachable from statics, thread-locals or the stack fail too (default `"ignore"`) |
+//! | `reachable = "fail"` | blocks still reachable at the end from statics, thread-locals or other threads' stacks fail too (default `"ignore"`) |
 //! | `shared_threads = "fail"` | lost blocks made by a thread the test started and left running (a pool, an executor) while other checks were open fail too; by default (`"note"`) they are listed in a note with their stacks and the tests that ran meanwhile, as those tests may have handed that thread the work. Where no other check was open (nextest, `--test-threads=1`) such blocks are simply the test's |
 //! | `ignore = "pattern"` | leaks whose stack matches the pattern are suppressed (may be repeated; matching as in suppression files) |
+//! | `threads` | threads alive when the body returns that were not alive when it started fail the test |
+//! | `fds` | file descriptors open when the body returns that were not open when it started fail the test |
+//! | `resources` | both `threads` and `fds` |
+//! | `threads_linger_ms = N` | how long `threads` and `fds` wait for threads that are exiting and fds that are closing before deciding (default 100) |
+//! | `ignore_threads = "glob"` | threads whose name matches the glob (`*`, `?`) are not reported |
+//! | `ignore_fds = "glob"` | file descriptors whose target (a path, `socket:[...]`, `pipe:[...]`) matches the glob are not reported |
 //! | `crate = path` | the runtime crate is renamed or re-exported |
+//!
+//! `threads`, `fds` and `resources` read the process's thread and fd tables (`/proc/self`,
+//! Linux only; elsewhere the check is skipped with a note). Those tables are the whole
+//! process's, so the verdict is exact only when the test has the process to itself
+//! (cargo-nextest, `--test-threads=1`, `leakcheck::harness`); under parallel `cargo test` the check is
+//! skipped with a note rather than guessed.
 //!
 //! Options combine. Unknown options, duplicates and bad values are compile errors that say
 //! what is expected. On an inline module, `#[leakcheck(...)] mod tests { ... }` puts the
@@ -142,13 +178,13 @@
 //!
 //! | variable | values |
 //! |---|---|
-//! | `LEAKCHECK` | `fail` (default): a leak fails the test; `warn`: print the report, pass; `off`: no tracking at all |
+//! | `LEAKCHECK` | `fail` (default): a leak fails the test; `warn`: print the report on the process's stderr, past libtest's output capture, and pass; `off`: no tracking at all |
 //! | `LEAKCHECK_BACKTRACE` | `1` (default): capture allocation stacks; `0`: do not (cheaper, reports have no stacks) |
 //! | `LEAKCHECK_SUPPRESSIONS` | path of a suppression file (see [Suppressions](#suppressions)) |
 //! | `LEAKCHECK_OUT` | a directory: each failing checked test writes its report there as JSON and as a DHAT file (see [Report files](#report-files)) |
 //! | `LEAKCHECK_FORMAT` | `text` (default); `json`: print the JSON report instead of the text one |
 //! | `LEAKCHECK_AT_EXIT` | `0` (default); `1`: track the whole program from before `main` and report its leaks at exit, then exit with status 23 if it leaked (LeakSanitizer's; `LEAKCHECK=warn` keeps the program's status; see [Hunting leaks in a program](#hunting-leaks-in-a-program)) |
-//! | `LEAKCHECK_SCAN` | `1` (default): blocks still reachable from statics and thread-locals are not leaks; `0`: no reachability scan, as on platforms without one: the body runs once as a warm-up, and every block its measured run leaves live is a leak |
+//! | `LEAKCHECK_SCAN` | `1` (default): blocks still reachable from statics, thread-locals and other threads' stacks are not leaks; `0`: no reachability scan, as on platforms without one: the body runs once as a warm-up, and every block its measured run leaves live is a leak |
 //! | `LEAKCHECK_ALL_TESTS` | `0` (default); `1`: check every test the binary runs, annotated or not, each on its own; leaking tests are reported after the test runner's summary and the process exits with status 23 (see [Every test, without the attribute](#every-test-without-the-attribute)) |
 //!
 //! Any other value fails each checked test with a message naming the variable and the allowed
@@ -218,6 +254,12 @@
 //! (`test failed with exit code 23`), each with its report in its output. With `LEAKCHECK=warn` the reports
 //! are printed and the exit status stays the test runner's: a soft rollout that shows in CI
 //! logs. `LEAKCHECK=off` turns the mode off.
+//!
+//! Rolling leakcheck out on an existing suite therefore takes three steps: run CI with
+//! `LEAKCHECK_ALL_TESTS=1 LEAKCHECK=warn`, which reports every leaking test and fails none;
+//! fix or suppress what it finds, then drop `LEAKCHECK=warn` so a leak fails the job; then give
+//! the tests that need them options (`allow_bytes`, `ignore`, `repeat`, budgets) with the
+//! attribute.
 //!
 //! - A test that carries `#[leakcheck]` keeps its options and its in-test verdict; it is not
 //!   judged again at the end. Under `leakcheck::harness` every test carries it, so the mode
