@@ -65,7 +65,9 @@ fn try_expand(
         Ok(func)
     });
     match (args, func) {
-        (Ok(args), Ok(func)) if func.sig.asyncness.is_some() => {
+        (Ok(args), Ok(func))
+            if func.sig.asyncness.is_some() || func.attrs.iter().any(test_attr::wraps_the_body) =>
+        {
             Ok(runtime_first(&args, raw_args, func, build))
         }
         (Ok(args), Ok(func))
@@ -167,8 +169,9 @@ fn mark_tests(items: &mut [Item], krate: &TokenStream, raw_args: &TokenStream) {
     }
 }
 
-/// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`.
-/// Validation guarantees the runtime attribute is there.
+/// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`,
+/// and so does a sync function under a test attribute that wraps its body
+/// ([`test_attr::wraps_the_body`]). Validation guarantees the runtime attribute is there.
 fn runtime_first(
     args: &Args,
     raw_args: TokenStream,
@@ -682,8 +685,9 @@ mod harness {
                 #[test_log::test]
                 fn t() {}
             ));
+            // Moved above the inner `#[leakcheck]`, as a runtime attribute is.
             assert!(
-                expanded.starts_with("# [test_log :: test] fn t"),
+                expanded.starts_with("# [test_log :: test] # [:: leakcheck :: leakcheck ()] fn t"),
                 "{expanded}"
             );
             assert!(

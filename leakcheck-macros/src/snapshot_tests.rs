@@ -200,3 +200,18 @@ fn inner_attribute_in_the_body() {
         }
     ));
 }
+
+#[test]
+fn above_test_log_on_a_sync_fn() {
+    // test-log installs its subscriber at the start of the body it is given: with the
+    // attribute moved above, that is inside the check.
+    insta::assert_snapshot!(expanded(
+        quote!(),
+        quote! {
+            #[test_log::test]
+            fn logs() {
+                tracing::info!("checked");
+            }
+        }
+    ));
+}
