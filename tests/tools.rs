@@ -433,7 +433,7 @@ fn groups_alone(
 /// Ignored: it fails every time, on a leakcheck bug it found. With `LEAKCHECK_SUPPRESSIONS`
 /// naming a file of one rule that matches nothing in the test, at a path of 30 characters or
 /// more (this test's is longer), `smol_tests::leak_block_on` passes, its 5,101-byte block not
-/// reported, for 7 of the 23 suggested rules (`leak:^matrix::futures_tests::lose_block_on$`
+/// reported, for 15 of the 22 suggested rules (`leak:^matrix::futures_tests::lose_block_on$`
 /// among them); with the same files at a short path, or a file of only a comment, it fails as
 /// it should, and every rule suppresses its own leak and no other. docs/accuracy.md has the
 /// commands.
