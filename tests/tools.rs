@@ -357,8 +357,9 @@ fn every_test_is_listed_exactly_once() {
 /// its own: tracing-core keeps the dropped subscriber's memory allocated (a `Weak` in its list
 /// of dispatchers, reachable from a static) with the addresses of the blocks it freed still in
 /// it, and the leak can reuse one of them. And clean tests fail under parallel runs with
-/// reports other than the span deviation above (a subscriber's `Dispatch::new` block,
-/// serial_test's lock map, async-executor's state), whose causes are not known yet.
+/// reports other than the span deviation above: a dropped subscriber's `Dispatch::new` block;
+/// a new serial_test key inserted into the lock map's table that a test with `#[serial]`
+/// below `#[leakcheck]` made outside every check; async-executor's state (cause not known).
 /// `cargo nextest run` (a process per test) checks the same verdicts and reports in CI.
 #[test]
 #[ignore = "unstable verdicts (missed leaks, false leaks) under cargo test; see docs/accuracy.md"]
