@@ -350,16 +350,16 @@ fn every_test_is_listed_exactly_once() {
 /// subscriber changes with it.
 ///
 /// Ignored: its verdicts are not stable yet, for reasons in leakcheck (docs/accuracy.md, "The
-/// test-tool matrix", has the rates). Leaks are missed: at one thread, in 9 to 14 of 20 runs
-/// `test_log_tests::leak_test_log_tokio_below` passes, its 2,404-byte block counted "still
-/// reachable" (with `reachable = "fail"` its report says so). In those runs another test had
-/// installed the global subscriber, so test-log's `try_init` in this test failed and dropped
-/// its own: tracing-core keeps the dropped subscriber's memory allocated (a `Weak` in its list
-/// of dispatchers, reachable from a static) with the addresses of the blocks it freed still in
-/// it, and the leak can reuse one of them. And clean tests fail under parallel runs with
-/// reports other than the span deviation above: a dropped subscriber's `Dispatch::new` block;
-/// a new serial_test key inserted into the lock map's table that a test with `#[serial]`
-/// below `#[leakcheck]` made outside every check; async-executor's state (cause not known).
+/// test-tool matrix", has the rates). Leaks are missed: a lost block is counted "still
+/// reachable" because a stale word holds its address (`reachable = "fail"` on a copy of the
+/// test shows it), for tokio, smol and test-log tests, at every thread count, at rates that
+/// move with the build. For the test-log tests a likely holder is known: when another test has
+/// installed the global subscriber, test-log's `try_init` fails and drops its own, and
+/// tracing-core keeps the dropped subscriber's memory allocated (a `Weak` in its list of
+/// dispatchers) with the addresses of the blocks it freed still in it. And clean tests fail
+/// under parallel runs with reports other than the span deviation above: a dropped
+/// subscriber's `Dispatch::new` block; a new serial_test key inserted into the lock map's
+/// table that a test with `#[serial]` below `#[leakcheck]` made outside every check.
 /// `cargo nextest run` (a process per test) checks the same verdicts and reports in CI.
 #[test]
 #[ignore = "unstable verdicts (missed leaks, false leaks) under cargo test; see docs/accuracy.md"]
@@ -431,15 +431,14 @@ fn groups_alone(
 /// under nextest: in one process after the others, `test_log_tests::leak_test_log_tokio_below`
 /// can pass without any suppression (see the ignored `cargo test` check above).
 ///
-/// Ignored: it fails every time, on a leakcheck bug it found. With `LEAKCHECK_SUPPRESSIONS`
-/// naming a file of one rule that matches nothing in the test, at a path of 30 characters or
-/// more (this test's is longer), `smol_tests::leak_block_on` passes, its 5,101-byte block not
-/// reported, for 15 of the 22 suggested rules (`leak:^matrix::futures_tests::lose_block_on$`
-/// among them); with the same files at a short path, or a file of only a comment, it fails as
-/// it should, and every rule suppresses its own leak and no other. docs/accuracy.md has the
-/// commands.
+/// Ignored: it fails every time here. With `LEAKCHECK_SUPPRESSIONS` naming a file of one
+/// rule that matches nothing in the test, at a path of 30 characters or more (this test's is
+/// longer), `smol_tests::leak_block_on` passes: the file's loading moves blocks so that its
+/// 5,101-byte block is counted still reachable through a stale word (`reachable = "fail"`
+/// shows it), and the check reads that as the rule suppressing it. At a short path every rule
+/// suppresses its own leak and no other. docs/accuracy.md has the commands.
 #[test]
-#[ignore = "fails on a leakcheck bug: a non-matching suppression file hides smol_tests::leak_block_on's leak; see docs/accuracy.md"]
+#[ignore = "fails: a suppression file moves blocks and a stale word then hides smol_tests::leak_block_on's leak; see docs/accuracy.md"]
 fn each_suggested_suppression_suppresses_its_own_leak_and_no_other() {
     const SUGGESTS: &str = "to suppress, add to leakcheck.supp: ";
     let fixture = fixture();
