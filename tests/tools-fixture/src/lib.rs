@@ -1,0 +1,1 @@
+//! Nothing: the tests under `tests/` are the fixture.
