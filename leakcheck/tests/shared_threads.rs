@@ -296,3 +296,36 @@ fn a_thread_left_running_keeps_an_over_aligned_arc_by_its_value_pointer() {
     assert!(report.is_clean(), "{report}");
     assert!(report.reachable().0 >= 896, "{report}");
 }
+
+/// A table another open check made keeps what this check puts in it, two of that check's
+/// blocks deep (a `Box` holding a `Vec` whose buffer holds this check's block), as a
+/// `tracing` subscriber another test installed keeps a span in its shards.
+#[test]
+fn a_structure_another_open_check_made_keeps_what_this_check_puts_in_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static TABLE: Mutex<Option<Box<Vec<Vec<u8>>>>> = Mutex::new(None);
+    let check_1_made_it = &Barrier::new(2);
+    let check_2_done = &Barrier::new(2);
+    let report = thread::scope(|s| {
+        s.spawn(move || {
+            Check::new().run(|| {
+                *TABLE.lock().unwrap() = Some(Box::new(Vec::with_capacity(8)));
+                check_1_made_it.wait();
+                check_2_done.wait();
+            })
+        });
+        let second = s.spawn(move || {
+            check_1_made_it.wait();
+            let report = Check::new().run(|| {
+                let mut table = TABLE.lock().unwrap();
+                table.as_mut().unwrap().push(vec![5u8; 1_240]);
+            });
+            check_2_done.wait();
+            report
+        });
+        second.join().unwrap()
+    });
+    TABLE.lock().unwrap().take();
+    assert!(report.is_clean(), "{report}");
+    assert!(report.reachable().0 >= 1_240, "{report}");
+}

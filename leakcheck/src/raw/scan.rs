@@ -716,14 +716,17 @@ mod os {
                     if let Some(to) = index.find(word) {
                         if is_transit[from as usize] {
                             // Where an owner points, and from another check's block only into
-                            // a candidate. A retained executor's queue kept stale addresses of
-                            // freed tasks whose memory a test's leak then reused: they pointed
-                            // into the middle of the leak. A path on from another check's block
-                            // through retained ones met such a slot.
+                            // a candidate or another such block (a subscriber another test
+                            // installed keeps its shards in a block of their own). A retained
+                            // executor's queue kept stale addresses of freed tasks whose memory
+                            // a test's leak then reused: they pointed into the middle of the
+                            // leak. A path on from another check's block through retained ones
+                            // met such a slot.
                             let (start, size) =
                                 (index.starts[to as usize], index.sizes[to as usize]);
+                            let into_retained = is_transit[to as usize] && !is_shaped[to as usize];
                             if !super::holds_by_owner_shape(start, size, word - start)
-                                || (is_shaped[from as usize] && is_transit[to as usize])
+                                || (is_shaped[from as usize] && into_retained)
                             {
                                 continue;
                             }
