@@ -226,74 +226,16 @@ fn report_problem(name: &str, bytes: usize, marker: &str, text: &str) -> Option<
     None
 }
 
-/// Clean tests that fail for a reason in leakcheck, not in the tool: each creates a span in a
-/// global `tracing` subscriber that was made outside its own check, and the span's storage (a
-/// shard of the subscriber's `sharded_slab` registry for the test's thread, the shard's first
-/// page, the span's extensions, the thread's span stack) is kept only through that subscriber,
-/// so the report calls it lost (`4,796 (40 direct, 4,756 indirect) bytes in 5 allocations`,
-/// the 40-byte `sharded_slab::shard::Array::current` box definitely lost). The subscriber is
-/// made outside the check in two ways:
-/// - `#[leakcheck] #[test_log::test] fn` (sync, attribute above): test-log's setup, which
-///   installs the subscriber, runs before the check, so the test fails alone (nextest) every
-///   time; `#[test_log::test] #[leakcheck]` passes;
-/// - under parallel `cargo test`, another test installed it inside its own check, still open:
-///   the scan follows another open check's blocks one step only, into the check's own blocks,
-///   and the path here is two of them (the subscriber's `Arc`, then its array of shards).
-///
-/// When the installing check has ended, its blocks are followed and the test passes.
-const SPAN_IN_A_SUBSCRIBER_MADE_OUTSIDE_THE_CHECK: &[&str] = &[
-    "test_log_tests::clean_test_log_below",
-    "tracing_tests::clean_fmt_try_init_with_a_span",
-];
-
-/// Whether clean test `name` failed (report `text`) only for the reason
-/// `SPAN_IN_A_SUBSCRIBER_MADE_OUTSIDE_THE_CHECK` describes: it is listed there and every group
-/// of its report was allocated by the `tracing_subscriber` registry.
-fn is_known_span_deviation(name: &str, text: &str) -> bool {
-    if !SPAN_IN_A_SUBSCRIBER_MADE_OUTSIDE_THE_CHECK.contains(&name) {
-        return false;
-    }
-    let lines = trimmed_lines(text);
-    let mut groups = 0;
-    for (i, line) in lines.iter().enumerate() {
-        if !line.ends_with(", allocated at:") {
-            continue;
-        }
-        groups += 1;
-        let by_the_registry = lines[i + 1..]
-            .iter()
-            .take_while(|l| !l.is_empty())
-            .any(|l| l.contains("tracing_subscriber::registry::"));
-        if !by_the_registry {
-            return false;
-        }
-    }
-    groups > 0
-}
-
-/// The failing and passing sets a run must have, given its failing tests and their reports
-/// (`report_of`): the leaking tests fail, the clean ones pass, but for known span deviations.
-fn expected_sets(
-    failed: &BTreeSet<String>,
-    report_of: impl Fn(&str) -> String,
-) -> (BTreeSet<String>, BTreeSet<String>) {
-    let known: BTreeSet<String> = failed
-        .iter()
-        .filter(|name| is_known_span_deviation(name, &report_of(name)))
-        .cloned()
-        .collect();
-    let failing = leaking().union(&known).cloned().collect();
-    let passing = clean().difference(&known).cloned().collect();
-    (failing, passing)
+/// The failing and passing sets every run must have: the leaking tests fail, the clean ones
+/// pass.
+fn expected_sets() -> (BTreeSet<String>, BTreeSet<String>) {
+    (leaking(), clean())
 }
 
 /// Checks one `cargo test` run's verdicts and reports; `what` names it.
 fn check_libtest_run(run: &Run, what: &str) {
     let parsed = parse_libtest(&run.stdout);
-    let (expected_failing, expected_passing) =
-        expected_sets(&parsed.with(Verdict::Failed), |name| {
-            parsed.section(name).to_owned()
-        });
+    let (expected_failing, expected_passing) = expected_sets();
     run.check_same_set(
         &format!("{what}: wrong failing set"),
         ("failed but should pass", &parsed.with(Verdict::Failed)),
@@ -391,8 +333,7 @@ fn nextest_fails_exactly_the_leaking_tests() {
     fixture.build(Profile::Debug);
     let run = fixture.nextest(&[], &[]);
     let parsed = parse_nextest(&run.stderr).binary(NEXTEST_BINARY);
-    let (expected_failing, expected_passing) =
-        expected_sets(&parsed.failed(), |name| parsed.test(name).stderr());
+    let (expected_failing, expected_passing) = expected_sets();
     run.check_same_set(
         "cargo nextest run: wrong failing set",
         ("failed but should pass", &parsed.failed()),
@@ -494,8 +435,7 @@ fn each_suggested_suppression_suppresses_its_own_leak_and_no_other() {
 
 /// Verdicts over repeated parallel runs: 20 runs each at 8 and at 2 threads, with
 /// `RUST_BACKTRACE` unset and `=1` (80 runs). Every deviation (a clean test failing, a leak
-/// missed or misreported) is printed with its report, the known ones
-/// (`SPAN_IN_A_SUBSCRIBER_MADE_OUTSIDE_THE_CHECK`) marked; any other fails the test.
+/// missed or misreported) is printed with its report, and any fails the test.
 /// Ignored by default for its length; run with
 /// `cargo test --test tools -- --ignored --nocapture`.
 #[test]
@@ -533,18 +473,7 @@ fn stable_verdicts_over_repeated_parallel_runs() {
     for deviation in &deviations {
         println!("==== deviation ====\n{deviation}");
     }
-    let unknown = deviations
-        .iter()
-        .filter(|d| !d.contains("(known: a span in a subscriber made outside the check)"))
-        .count();
-    println!(
-        "{} deviations, {unknown} of them not known",
-        deviations.len()
-    );
-    assert_eq!(
-        unknown, 0,
-        "deviations other than the known one (printed above)"
-    );
+    assert_eq!(deviations.len(), 0, "deviations (printed above)");
 }
 
 /// Every way run `what` differs from the expected verdicts and reports.
@@ -555,14 +484,7 @@ fn run_deviations(what: &str, run: &Run, parsed: &Libtest) -> Vec<String> {
             Some(Verdict::Ok) => {}
             verdict => {
                 let section = parsed.section(name);
-                let known = if is_known_span_deviation(name, section) {
-                    " (known: a span in a subscriber made outside the check)"
-                } else {
-                    ""
-                };
-                found.push(format!(
-                    "{what}: clean `{name}` {verdict:?}{known}\n{section}"
-                ));
+                found.push(format!("{what}: clean `{name}` {verdict:?}\n{section}"));
             }
         }
     }
