@@ -65,10 +65,11 @@ fn try_expand(
         Ok(func)
     });
     match (args, func) {
-        (Ok(args), Ok(func))
-            if func.sig.asyncness.is_some() || func.attrs.iter().any(test_attr::wraps_the_body) =>
-        {
+        (Ok(args), Ok(func)) if func.sig.asyncness.is_some() => {
             Ok(runtime_first(&args, raw_args, func, build))
+        }
+        (Ok(args), Ok(func)) if func.attrs.iter().any(test_attr::wraps_the_body) => {
+            Ok(wrappers_first(&args, raw_args, func, build))
         }
         (Ok(args), Ok(func))
             if matches!(build, harness::Build::Harness | harness::Build::DocTest) =>
@@ -169,9 +170,41 @@ fn mark_tests(items: &mut [Item], krate: &TokenStream, raw_args: &TokenStream) {
     }
 }
 
-/// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`,
-/// and so does a sync function under a test attribute that wraps its body
-/// ([`test_attr::wraps_the_body`]). Validation guarantees the runtime attribute is there.
+/// `#[leakcheck(args)] #[serial] #[test_log::test] fn` becomes `#[serial] #[test_log::test]
+/// #[leakcheck(args)] fn`: every attribute that wraps the body ([`test_attr::wraps_the_body`])
+/// moves above, so that what it runs first runs inside the check.
+fn wrappers_first(
+    args: &Args,
+    raw_args: TokenStream,
+    mut func: ItemFn,
+    build: harness::Build,
+) -> TokenStream {
+    let (wrappers, rest): (Vec<_>, Vec<_>) = func
+        .attrs
+        .drain(..)
+        .partition(|attr| test_attr::wraps_the_body(attr));
+    func.attrs = rest;
+    let krate = match &args.krate {
+        Some(krate) => krate.to_token_stream(),
+        None => quote!(::leakcheck),
+    };
+    // For `leakcheck::harness`, as in `runtime_first`: a test attribute among the wrappers
+    // makes a `#[test]` that is compiled out with the inner `#[leakcheck]`.
+    let missing = wrappers
+        .iter()
+        .find(|attr| test_attr::is_test(attr))
+        .filter(|_| matches!(build, harness::Build::Harness | harness::Build::DocTest))
+        .map(|runtime| harness::registration(&krate, &func, harness::Body::Missing(runtime)));
+    quote! {
+        #(#wrappers)*
+        #[#krate::leakcheck(#raw_args)]
+        #func
+        #missing
+    }
+}
+
+/// `#[leakcheck(args)] #[rt::test] async fn` becomes `#[rt::test] #[leakcheck(args)] async fn`.
+/// Validation guarantees the runtime attribute is there.
 fn runtime_first(
     args: &Args,
     raw_args: TokenStream,

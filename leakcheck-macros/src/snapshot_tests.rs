@@ -215,3 +215,17 @@ fn above_test_log_on_a_sync_fn() {
         }
     ));
 }
+
+#[test]
+fn above_serial_test() {
+    // serial_test makes its table of keys on first use: with the attribute moved above, that
+    // is inside the check too.
+    insta::assert_snapshot!(expanded(
+        quote!(),
+        quote! {
+            #[serial(key)]
+            #[test]
+            fn takes_a_key() {}
+        }
+    ));
+}

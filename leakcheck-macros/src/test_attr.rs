@@ -29,10 +29,11 @@ pub(crate) fn is_test(attr: &Attribute) -> bool {
     last_segment_is(attr, TEST_ATTRIBUTES)
 }
 
-/// Whether `attr` is a test attribute of another crate that wraps the body in code of its own
-/// (`#[test_log::test]` installs a subscriber first): such code must run inside the check, so
-/// the attribute goes above `#[leakcheck]`, as a runtime attribute does. Not the built-in
-/// `#[test]` (under any path) nor `#[rstest]`, which makes one test per case of its own.
+/// Whether `attr` wraps the body in code of its own that must run inside the check, so it
+/// goes above `#[leakcheck]`, as a runtime attribute does: a test attribute of another crate
+/// (`#[test_log::test]` installs a subscriber first), or serial_test's (`#[serial]` takes a
+/// key in a table it makes on first use). Not the built-in `#[test]` (under any path) nor
+/// `#[rstest]`, which makes one test per case of its own.
 pub(crate) fn wraps_the_body(attr: &Attribute) -> bool {
     let segments = &attr.path().segments;
     let builtin = segments.len() == 1
@@ -40,8 +41,12 @@ pub(crate) fn wraps_the_body(attr: &Attribute) -> bool {
             .iter()
             .next()
             .is_some_and(|first| first.ident == "core" || first.ident == "std");
-    is_test(attr) && !builtin && !last_segment_is(attr, SUPPLIES_ARGUMENTS)
+    (is_test(attr) && !builtin && !last_segment_is(attr, SUPPLIES_ARGUMENTS))
+        || last_segment_is(attr, SERIAL_TEST)
 }
+
+/// serial_test's attributes, which hold a key around the body.
+const SERIAL_TEST: &[&str] = &["serial", "parallel", "file_serial", "file_parallel"];
 
 /// The first attribute that makes the function a test, if any.
 pub(crate) fn find_test(attrs: &[Attribute]) -> Option<&Attribute> {

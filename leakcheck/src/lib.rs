@@ -79,7 +79,10 @@
 //!   the same meaning: the runtime attribute expands first (`#[leakcheck]` above it moves it up)
 //!   and the check wraps the function it generates, so the runtime is built, runs the test's
 //!   future and is dropped inside the check. The runtime's own bookkeeping is freed before the
-//!   verdict, and tasks spawned onto `flavor = "multi_thread"` workers belong to the test;
+//!   verdict, and tasks spawned onto `flavor = "multi_thread"` workers belong to the test. On a
+//!   sync function the same holds for other crates' test attributes that wrap the body
+//!   (`#[test_log::test]`) and for serial_test's `#[serial]`/`#[parallel]`: what they set up
+//!   first (a subscriber, a table of keys) is made inside the check;
 //! - goes below `#[quickcheck]` (which generates the test that calls the property with its
 //!   arguments; the other order is a compile error that says so) and below or above `#[rstest]`.
 //!   rstest runs a `#[fixture]` to build the test's arguments before the test, so outside the
