@@ -12,7 +12,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::Command;
 use support::{parse_libtest, parse_nextest, thousands, trimmed_lines, Fixture, Profile, Run};
-use support::{Libtest, Verdict};
+use support::{printed_groups, Libtest, Printed, Verdict};
 
 fn fixture() -> Fixture {
     Fixture::new("tests/accuracy-fixture")
@@ -266,53 +266,6 @@ fn expected_passing(alone: bool) -> BTreeSet<String> {
 }
 
 // ---- reading a report ----
-
-/// A group as a report prints it: bytes, allocations, kind, and `FILE:LINE` of the first
-/// frame (the allocation site; inlined frames follow it on further `at` lines).
-type Printed = (usize, usize, String, String);
-
-fn number(text: &str) -> Option<usize> {
-    text.replace(',', "").parse().ok()
-}
-
-/// `1,808 bytes in 1 allocation still reachable, allocated at:` followed by
-/// `0: function` and `at FILE:LINE:COLUMN`.
-fn printed_groups(report: &str) -> Vec<Printed> {
-    let lines = trimmed_lines(report);
-    let mut groups = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let Some(head) = line.strip_suffix(", allocated at:") else {
-            continue;
-        };
-        let Some((bytes, rest)) = head
-            .split_once(" bytes in ")
-            .or_else(|| head.split_once(" byte in "))
-        else {
-            continue;
-        };
-        let Some((allocations, kind)) = rest
-            .split_once(" allocations ")
-            .or_else(|| rest.split_once(" allocation "))
-        else {
-            continue;
-        };
-        let (Some(bytes), Some(allocations)) = (number(bytes), number(allocations)) else {
-            continue;
-        };
-        let site = lines[i + 1..]
-            .iter()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| l.strip_prefix("at "))
-            .map(|at| {
-                at.rsplit_once(':')
-                    .map_or(at, |(file_line, _column)| file_line)
-            })
-            .unwrap_or("<no frame>");
-        groups.push((bytes, allocations, kind.to_owned(), site.to_owned()));
-    }
-    groups.sort();
-    groups
-}
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })

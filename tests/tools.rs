@@ -15,7 +15,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use support::{parse_libtest, parse_nextest, thousands, trimmed_lines, Fixture, Profile, Run};
-use support::{Libtest, Verdict};
+use support::{printed_groups, Libtest, Printed, Verdict};
 
 fn fixture() -> Fixture {
     Fixture::new("tests/tools-fixture")
@@ -160,47 +160,6 @@ fn leaking() -> BTreeSet<String> {
 }
 
 // ---- reading a report ----
-
-/// A group as a report prints it: bytes, allocations, kind, and `FILE:LINE` of its first
-/// frame (the allocation site).
-type Printed = (usize, usize, String, String);
-
-fn number(text: &str) -> Option<usize> {
-    text.replace(',', "").parse().ok()
-}
-
-/// The groups of a report: `1,101 bytes in 1 allocation definitely lost, allocated at:`
-/// followed by `0: function` and `at FILE:LINE:COLUMN`.
-fn printed_groups(report: &str) -> Vec<Printed> {
-    let lines = trimmed_lines(report);
-    let mut groups = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let Some(head) = line.strip_suffix(", allocated at:") else {
-            continue;
-        };
-        let Some((bytes, rest)) = head.split_once(" bytes in ") else {
-            continue;
-        };
-        let Some((allocations, kind)) = rest
-            .split_once(" allocations ")
-            .or_else(|| rest.split_once(" allocation "))
-        else {
-            continue;
-        };
-        let (Some(bytes), Some(allocations)) = (number(bytes), number(allocations)) else {
-            continue;
-        };
-        let site = lines[i + 1..]
-            .iter()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| l.strip_prefix("at "))
-            .map(|at| at.rsplit_once(':').map_or(at, |(file_line, _)| file_line))
-            .unwrap_or("<no frame>");
-        groups.push((bytes, allocations, kind.to_owned(), site.to_owned()));
-    }
-    groups.sort();
-    groups
-}
 
 /// What is wrong with the report of leaking test `name` (`text`: what the runner showed for
 /// it), or `None`: it must hold exactly one group, the test's own block at its site, and the

@@ -179,10 +179,8 @@ fn wrappers_first(
     mut func: ItemFn,
     build: harness::Build,
 ) -> TokenStream {
-    let (wrappers, rest): (Vec<_>, Vec<_>) = func
-        .attrs
-        .drain(..)
-        .partition(|attr| test_attr::wraps_the_body(attr));
+    let (wrappers, rest): (Vec<_>, Vec<_>) =
+        func.attrs.drain(..).partition(test_attr::wraps_the_body);
     func.attrs = rest;
     let krate = match &args.krate {
         Some(krate) => krate.to_token_stream(),

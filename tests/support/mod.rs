@@ -572,3 +572,52 @@ pub fn thousands(n: usize) -> String {
 pub fn trimmed_lines(text: &str) -> Vec<&str> {
     text.lines().map(str::trim).collect()
 }
+
+// ---- reading a report ----
+
+/// A group as a report prints it: bytes, allocations, kind, and `FILE:LINE` of the first
+/// frame (the allocation site; inlined frames follow it on further `at` lines).
+pub type Printed = (usize, usize, String, String);
+
+pub fn number(text: &str) -> Option<usize> {
+    text.replace(',', "").parse().ok()
+}
+
+/// `1,808 bytes in 1 allocation still reachable, allocated at:` followed by
+/// `0: function` and `at FILE:LINE:COLUMN`.
+pub fn printed_groups(report: &str) -> Vec<Printed> {
+    let lines = trimmed_lines(report);
+    let mut groups = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(head) = line.strip_suffix(", allocated at:") else {
+            continue;
+        };
+        let Some((bytes, rest)) = head
+            .split_once(" bytes in ")
+            .or_else(|| head.split_once(" byte in "))
+        else {
+            continue;
+        };
+        let Some((allocations, kind)) = rest
+            .split_once(" allocations ")
+            .or_else(|| rest.split_once(" allocation "))
+        else {
+            continue;
+        };
+        let (Some(bytes), Some(allocations)) = (number(bytes), number(allocations)) else {
+            continue;
+        };
+        let site = lines[i + 1..]
+            .iter()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("at "))
+            .map(|at| {
+                at.rsplit_once(':')
+                    .map_or(at, |(file_line, _column)| file_line)
+            })
+            .unwrap_or("<no frame>");
+        groups.push((bytes, allocations, kind.to_owned(), site.to_owned()));
+    }
+    groups.sort();
+    groups
+}

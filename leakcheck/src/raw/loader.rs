@@ -113,13 +113,14 @@ pub(crate) fn usable() -> bool {
     !LOCK_LOST.load(Ordering::Relaxed)
 }
 
-/// A loaded object as the symbolizer needs it: its file (the main program as
-/// `/proc/self/exe`), its load bias (run-time address minus the address the file states), and
-/// its loaded segments as [start, end) at run time.
+/// A loaded object: its file (the main program as `/proc/self/exe`), its load bias (run-time
+/// address minus the address the file states), its loaded segments as [start, end) at run
+/// time (for the symbolizer), and the writable ones among them (for the scan).
 pub(crate) struct MappedObject {
     pub(crate) path: std::path::PathBuf,
     pub(crate) bias: usize,
     pub(crate) segments: Vec<(usize, usize)>,
+    pub(crate) writable: Vec<(usize, usize)>,
 }
 
 /// Every loaded object with its segments; empty in a child that lost the loader's lock.
@@ -155,13 +156,19 @@ pub(crate) fn mapped_objects() -> Vec<MappedObject> {
             .filter(|h| h.p_type == libc::PT_LOAD)
             .map(|h| {
                 let start = bias.wrapping_add(h.p_vaddr as usize);
-                (start, start.saturating_add(h.p_memsz as usize))
+                let range = (start, start.saturating_add(h.p_memsz as usize));
+                (range, h.p_flags & libc::PF_W != 0)
             })
-            .collect();
+            .collect::<Vec<_>>();
         objects.push(MappedObject {
             path,
             bias,
-            segments,
+            writable: segments
+                .iter()
+                .filter(|(_, writable)| *writable)
+                .map(|(range, _)| *range)
+                .collect(),
+            segments: segments.into_iter().map(|(range, _)| range).collect(),
         });
         0
     }

@@ -814,61 +814,14 @@ mod os {
     }
 
     pub(super) fn loaded_object_files() -> Vec<super::LoadedObject> {
-        let mut files: Vec<super::LoadedObject> = Vec::new();
-        unsafe extern "C" fn each_file(
-            info: *mut libc::dl_phdr_info,
-            _size: usize,
-            data: *mut c_void,
-        ) -> c_int {
-            // SAFETY: `data` is the `Vec` of `loaded_object_files`, not otherwise borrowed
-            // during the iteration; `info` is valid during the call, and `dlpi_name` is a
-            // NUL-terminated string (empty for the main program) or null.
-            let (files, info) = unsafe { (&mut *data.cast::<Vec<super::LoadedObject>>(), &*info) };
-            let name = if info.dlpi_name.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: as above.
-                unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
-            };
-            let path = if name.is_empty() {
-                std::path::PathBuf::from("/proc/self/exe")
-            } else {
-                std::path::PathBuf::from(
-                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name),
-                )
-            };
-            let headers = if info.dlpi_phdr.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: `dlpi_phdr` points to the object's `dlpi_phnum` program headers,
-                // mapped for as long as the object is loaded.
-                unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
-            };
-            let bias = info.dlpi_addr as usize;
-            let writable = headers
-                .iter()
-                .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W != 0)
-                .map(|h| {
-                    let start = bias.wrapping_add(h.p_vaddr as usize);
-                    (start, start.saturating_add(h.p_memsz as usize))
-                })
-                .collect();
-            files.push(super::LoadedObject {
-                path,
-                bias,
-                writable,
-            });
-            0
-        }
-        // SAFETY: `each_file` has the callback's C signature and uses `data` only as the `Vec`
-        // passed here, which outlives the call.
-        unsafe {
-            crate::raw::loader::iterate_objects(
-                each_file,
-                (&mut files as *mut Vec<super::LoadedObject>).cast(),
-            );
-        }
-        files
+        crate::raw::loader::mapped_objects()
+            .into_iter()
+            .map(|object| super::LoadedObject {
+                path: object.path,
+                bias: object.bias,
+                writable: object.writable,
+            })
+            .collect()
     }
 
     unsafe extern "C" fn each_object(
