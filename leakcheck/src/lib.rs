@@ -86,7 +86,10 @@
 //! - goes below `#[quickcheck]` (which generates the test that calls the property with its
 //!   arguments; the other order is a compile error that says so) and below or above `#[rstest]`.
 //!   rstest runs a `#[fixture]` to build the test's arguments before the test, so outside the
-//!   check: to check a fixture, call it from a checked test of its own;
+//!   check: to check a fixture, call it from a checked test of its own. The body runs in a
+//!   closure the check may call more than once (`repeat`), so it borrows the arguments it is
+//!   given: moving one out (`drop(words)`) is a compile error ("cannot move out of ..., a
+//!   captured variable in an `FnMut` closure"); use `&words`, or clone;
 //! - works inside macros that pass a test's attributes on (`proptest! { #[test]
 //!   #[leakcheck] fn .. }`, `quickcheck! { #[leakcheck] fn .. }`, a `macro_rules!` of the
 //!   project's own), registering each test once;
