@@ -129,7 +129,7 @@ pub(crate) fn test_thread_named() {
             return;
         };
         let mut config = *config;
-        config.process_per_test |= crate::__private::test_owns_process();
+        config.process_per_test = crate::__private::test_owns_process();
         let runner = untracked(|| {
             let unwinder = config.backtrace.then(stack::calibrate);
             Runner::new(

@@ -21,8 +21,9 @@ pub(crate) struct Config {
     pub(crate) mode: Mode,
     /// Capture allocation stacks (`LEAKCHECK_BACKTRACE`).
     pub(crate) backtrace: bool,
-    /// The process runs exactly one test (cargo-nextest's process-per-test mode): every thread
-    /// but the main one belongs to it.
+    /// The check owns every thread but the main one. Never read from the environment: only a
+    /// test attribute turns it on, where `__private::test_owns_process` says the test runs
+    /// alone ([`alone_in_process`] or the harness).
     pub(crate) process_per_test: bool,
     /// How reports are printed (`LEAKCHECK_FORMAT`).
     pub(crate) format: Format,
@@ -182,8 +183,6 @@ impl Config {
             &[("1", true), ("0", false)],
             "`1` (stacks on, the default), `0` (stacks off)",
         )?;
-        let process_per_test =
-            lookup("NEXTEST_EXECUTION_MODE").as_deref() == Some("process-per-test");
         let format = choose(
             &lookup,
             "LEAKCHECK_FORMAT",
@@ -217,7 +216,7 @@ impl Config {
         Ok(Config {
             mode,
             backtrace,
-            process_per_test,
+            process_per_test: false,
             format,
             at_exit,
             scan,
@@ -303,11 +302,6 @@ mod tests {
         assert_eq!(parse(&[("LEAKCHECK", "fail")]).unwrap().mode, Mode::Fail);
         assert!(!parse(&[("LEAKCHECK_BACKTRACE", "0")]).unwrap().backtrace);
         assert!(parse(&[("LEAKCHECK_BACKTRACE", "1")]).unwrap().backtrace);
-        assert!(
-            parse(&[("NEXTEST_EXECUTION_MODE", "process-per-test")])
-                .unwrap()
-                .process_per_test
-        );
     }
 
     #[test]

@@ -218,14 +218,13 @@ impl Check {
         repeatable: bool,
     ) -> Report {
         let subject = format!("check at {}:{}", location.file(), location.line());
-        let mut config = match crate::config::Config::from_env() {
+        let config = match crate::config::Config::from_env() {
             Ok(config) => config,
             Err(error) => panic!("{error}"),
         };
         // Code may run checks on several threads of one test: each owns its own thread and the
         // threads it starts, never the whole process (only a test attribute owns that, under
-        // nextest or leakcheck's harness).
-        config.process_per_test = false;
+        // nextest or leakcheck's harness), so `process_per_test` stays off.
         let unwinder = config.backtrace.then(crate::raw::stack::calibrate);
         let mut runner =
             match crate::check::Runner::new(&self, &config, subject, unwinder, repeatable) {

@@ -67,7 +67,7 @@ impl Outcome for core::convert::Infallible {
 
 fn config() -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::from_env()?;
-    config.process_per_test |= test_owns_process();
+    config.process_per_test = test_owns_process();
     Ok(config)
 }
 
